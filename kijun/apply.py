@@ -1,0 +1,160 @@
+"""`kijun apply`: the baseline through pyinfra's Python API, with a dry run that names the drift.
+
+Like Puppet's noop report, a dry run says per host and control what *would* change; a real run says
+what *changed* and then re-verifies every host with the checker, so "applied" always means "verified".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kijun import ops
+from kijun.baseline import InputError
+from kijun.deploy import host_calls
+from kijun.inventory import target_from_host
+from kijun.model import Baseline
+
+os.environ.setdefault("PYINFRA_PROGRESS", "off")  # the spinner hangs in non-interactive runs (FIELD-NOTES)
+
+
+@dataclass
+class OpOutcome:
+    control_id: str
+    name: str
+    status: str  # would-change | unchanged | changed | failed
+    detail: str = ""
+
+
+@dataclass
+class HostApply:
+    host: str
+    reachable: bool
+    error: str = ""
+    ops: list[OpOutcome] = field(default_factory=list)
+
+    def controls(self, status: str) -> list[str]:
+        return sorted({o.control_id for o in self.ops if o.status == status})
+
+
+def _make_state(inventory_path: str, limit: tuple[str, ...], parallel: int, fail_percent: int | None, tofu: bool):
+    from pyinfra.api import Config, State
+    from pyinfra.api.state import StateStage
+    from pyinfra_cli.inventory import make_inventory
+
+    inventory = make_inventory(inventory_path, cwd=os.getcwd())
+    for h in inventory:
+        # pyinfra defaults to accept-new; kijun verifies host keys unless trust-on-first-use is asked for.
+        if tofu:
+            h.data.ssh_strict_host_key_checking = "accept-new"
+        elif not h.data.get("ssh_strict_host_key_checking"):
+            h.data.ssh_strict_host_key_checking = "yes"
+    config = Config(PARALLEL=parallel, FAIL_PERCENT=fail_percent)
+    state = State(check_for_changes=True)
+    limit_hosts = None
+    if limit:
+        wanted = set(limit)
+        limit_hosts = [h for h in inventory if h.name in wanted or wanted & set(h.groups) or h.data.get("kijun_name") in wanted]
+        if not limit_hosts:
+            raise InputError(inventory_path, "--limit", f"no host or group matches {', '.join(limit)}")
+    state.init(inventory, config, initial_limit=limit_hosts)
+    state.set_stage(StateStage.Connect)
+    return state
+
+
+def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, limit: tuple[str, ...] = (),
+        parallel: int = 10, fail_percent: int | None = None, tofu: bool = False,
+        progress: Callable[[str], None] = lambda s: None) -> list[HostApply]:
+    from pyinfra.api.connect import connect_all, disconnect_all
+    from pyinfra.api.operation import add_op
+    from pyinfra.api.operations import run_ops
+    from pyinfra.api.state import StateStage
+    from pyinfra.context import ctx_host, ctx_state
+
+    ops.DRY_RUN = dry
+    state = _make_state(inventory_path, limit, parallel, fail_percent, tofu)
+    hosts = state.inventory.get_active_hosts()
+    results: dict[str, HostApply] = {}
+    connect_all(state)
+    for h in hosts:
+        if h not in state.active_hosts:
+            results[h.name] = HostApply(h.name, False, "cannot connect (unreachable, auth or host key failure)")
+            progress(f"{h.name}: unreachable")
+    state.set_stage(StateStage.Prepare)
+    metas: dict[str, list[tuple[str, str, object]]] = {}
+    for h in hosts:
+        if h.name in results:
+            continue
+        try:
+            target = target_from_host(inventory_path, h.name, h.data.dict(), list(h.groups))
+            calls = host_calls(base, target, run_id)
+            metas[h.name] = [(cid, name, add_op(state, ops.enforce, host=h, name=name, **kw)[h]) for cid, name, kw in calls]
+            results[h.name] = HostApply(h.name, True)
+        except InputError as exc:
+            results[h.name] = HostApply(h.name, True, str(exc))
+        except Exception as exc:  # one host's failure must not abort the others
+            results[h.name] = HostApply(h.name, True, f"{type(exc).__name__}: {exc}")
+            state.fail_hosts({h})
+    by_name = {h.name: h for h in hosts}
+    with ctx_state.use(state):
+        for name, items in metas.items():
+            with ctx_host.use(by_name[name]):
+                for cid, opname, meta in items:
+                    try:
+                        change = meta.will_change
+                    except Exception as exc:
+                        results[name].ops.append(OpOutcome(cid, opname, "failed", f"{type(exc).__name__}: {exc}"))
+                        continue
+                    results[name].ops.append(OpOutcome(cid, opname, "would-change" if change else "unchanged"))
+            progress(f"{name}: {len(results[name].controls('would-change'))} control(s) drifted")
+    if not dry:
+        state.set_stage(StateStage.Execute)
+        try:
+            run_ops(state)
+        except Exception as exc:  # pyinfra raises when too many hosts failed; per-host results still stand
+            progress(f"pyinfra stopped: {exc}")
+        for name, items in metas.items():
+            outcomes = []
+            for (cid, opname, meta), planned in zip(items, results[name].ops):
+                if meta.is_complete():
+                    status = "changed" if meta.did_change() else ("unchanged" if meta.did_succeed() else "failed")
+                    detail = "" if meta.did_succeed() else "\n".join((meta.stderr_lines or [])[-3:])
+                else:
+                    status, detail = "failed", planned.detail or "not executed (host failed earlier)"
+                outcomes.append(OpOutcome(cid, opname, status, detail))
+            results[name].ops = outcomes
+            progress(f"{name}: {len(results[name].controls('changed'))} control(s) changed, "
+                     f"{len(results[name].controls('failed'))} failed")
+    state.set_stage(StateStage.Disconnect)
+    disconnect_all(state)
+    return [results[h.name] for h in hosts if h.name in results]
+
+
+def rollback(inventory_path: str, run_id: str, limit: tuple[str, ...] = (), parallel: int = 10,
+             tofu: bool = False) -> list[HostApply]:
+    from pyinfra.api.connect import connect_all, disconnect_all
+    from pyinfra.api.operation import add_op
+    from pyinfra.api.operations import run_ops
+    from pyinfra.api.state import StateStage
+
+    state = _make_state(inventory_path, limit, parallel, None, tofu)
+    hosts = state.inventory.get_active_hosts()
+    connect_all(state)
+    results = {h.name: HostApply(h.name, False, "cannot connect") for h in hosts if h not in state.active_hosts}
+    state.set_stage(StateStage.Prepare)
+    metas = {}
+    for h in hosts:
+        if h.name not in results:
+            metas[h.name] = add_op(state, ops.rollback, host=h, name=f"rollback {run_id}", run_id=run_id)[h]
+    state.set_stage(StateStage.Execute)
+    try:
+        run_ops(state)
+    except Exception:
+        pass
+    for name, meta in metas.items():
+        ok = meta.is_complete() and meta.did_succeed()
+        detail = "" if ok else "\n".join((meta.stderr_lines if meta.is_complete() else [])[-3:]) or "not executed"
+        results[name] = HostApply(name, True, "" if ok else detail, [OpOutcome("", f"rollback {run_id}", "changed" if ok else "failed", detail)])
+    disconnect_all(state)
+    return [results[h.name] for h in hosts]

@@ -1,0 +1,96 @@
+"""Verify a host: one probe script, evaluated locally against the plan.
+
+Used by `kijun check --local`, by `kijun check -i` over SSH and by the testinfra modules in checks/,
+so all three judge with the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from kijun import probe
+from kijun.controls import REGISTRY
+from kijun.controls.base import ProbeOutput
+from kijun.facts import host_facts
+from kijun.model import ControlResult, HostResult, HostTarget, Verdict, worst
+from kijun.plan import PlannedControl, PlannedItem
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def probes_for(plan: list[PlannedControl], with_facts: bool = True) -> dict[str, str]:
+    sets: list[Mapping[str, str]] = [probe.HOST_FACT_PROBES] if with_facts else []
+    sets += [REGISTRY[i.type].probes(i.params) for pc in plan if pc.applicable for i in pc.items]
+    return probe.merge(sets)
+
+
+def evaluate_item(item: PlannedItem, out: Mapping[str, ProbeOutput]) -> Verdict:
+    ctype = REGISTRY[item.type]
+    keys = ctype.probes(item.params)
+    lost = [k for k in keys if k not in out]
+    if lost:
+        return Verdict("error", reason=f"probe output missing for {', '.join(lost)} (run interrupted?)")
+    try:
+        v = ctype.evaluate(item.params, out)
+    except Exception as exc:  # a parser bug must show as an error on this item, never as a pass
+        return Verdict("error", reason=f"{item.type}: cannot evaluate: {exc!r}")
+    if not v.evidence:
+        v.evidence = "; ".join(keys.values())
+    return v
+
+
+def evaluate_control(pc: PlannedControl, out: Mapping[str, ProbeOutput]) -> ControlResult:
+    if not pc.applicable:
+        return ControlResult(pc.control.id, "not-applicable", "", "", pc.reason)
+    verdicts = [evaluate_item(i, out) for i in pc.items]
+    status = worst([v.status for v in verdicts])
+    # "not-applicable" for a control means all items were; a mix of pass and n/a is a pass.
+    if status == "not-applicable" and any(v.status == "pass" for v in verdicts):
+        status = "pass"
+    shown = [v for v in verdicts if v.status == status] or verdicts
+    return ControlResult(
+        control_id=pc.control.id,
+        status=status,
+        observed="; ".join(v.observed for v in shown if v.observed),
+        expected="; ".join(v.expected for v in shown if v.expected),
+        reason="; ".join(v.reason for v in shown if v.reason),
+        evidence="; ".join(dict.fromkeys(v.evidence for v in shown if v.evidence)),
+        items=verdicts,
+    )
+
+
+def check_host(plan: list[PlannedControl], target: HostTarget, runner: probe.Runner) -> HostResult:
+    started = now()
+    probes = probes_for(plan)
+    out = probe.run_probes(probes, runner)
+    results = [evaluate_control(pc, out) for pc in plan]
+    return HostResult(
+        host=target.name,
+        importance_class=target.importance_class,
+        organisation=target.organisation,
+        branch=target.branch,
+        role=target.role,
+        groups=list(target.groups),
+        reachable=True,
+        error="",
+        started=started,
+        finished=now(),
+        facts=host_facts(out),
+        results=results,
+        commands=1,
+    )
+
+
+def unreachable_host(plan: list[PlannedControl], target: HostTarget, error: str, started: str) -> HostResult:
+    """Every control of an unreachable host is 'unreachable': never compliant, never silently absent."""
+    results = [
+        ControlResult(pc.control.id, "unreachable" if pc.applicable else "not-applicable", "", "", error if pc.applicable else pc.reason)
+        for pc in plan
+    ]
+    return HostResult(
+        host=target.name, importance_class=target.importance_class, organisation=target.organisation,
+        branch=target.branch, role=target.role, groups=list(target.groups), reachable=False, error=error,
+        started=started, finished=now(), facts={}, results=results, commands=0,
+    )

@@ -1,0 +1,61 @@
+"""Permissions and ownership of sensitive files: mode is a ceiling (stricter passes)."""
+
+from __future__ import annotations
+
+from kijun.controls.base import ControlType, OpCall, Verdict, not_applicable, register, sh_quote, verdict
+
+
+def stat_probe(path: str) -> dict[str, str]:
+    return {f"stat.{path}": f"stat -c '%a %U %G %F' {sh_quote(path)}"}
+
+
+def parse_stat(text: str) -> tuple[int, str, str, str]:
+    mode, owner, group, kind = text.strip().split(" ", 3)
+    return int(mode, 8), owner, group, kind
+
+
+@register
+class FileMode(ControlType):
+    name = "file_mode"
+    params_schema = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "pattern": "^/"},
+            "mode": {"type": "string", "pattern": "^0?[0-7]{3,4}$"},
+            "owner": {"type": "string"},
+            "group": {"type": "string"},
+            "missing_ok": {"type": "boolean"},
+        },
+        "required": ["path", "mode"],
+    }
+
+    def probes(self, p):
+        return stat_probe(p["path"])
+
+    def evaluate(self, p, out):
+        o = out[f"stat.{p['path']}"]
+        ceiling = int(p["mode"], 8)
+        expected = f"mode <= {ceiling:04o}" + "".join(f" {k}={p[k]}" for k in ("owner", "group") if k in p)
+        if o.rc != 0:
+            if p.get("missing_ok"):
+                return not_applicable(f"{p['path']} does not exist")
+            return Verdict("fail", f"{p['path']} missing", expected)
+        mode, owner, group, _ = parse_stat(o.stdout)
+        ok = mode & ~ceiling == 0 and p.get("owner", owner) == owner and p.get("group", group) == group
+        return verdict(ok, f"mode {mode:04o} {owner}:{group}", expected)
+
+    def operations(self, p, out):
+        o = out[f"stat.{p['path']}"]
+        if o.rc != 0:
+            return []  # never create a missing file just to give it a mode
+        mode, _, _, kind = parse_stat(o.stdout)
+        op = "pyinfra.operations.files.directory" if kind == "directory" else "pyinfra.operations.files.file"
+        kwargs = {"path": p["path"], "mode": f"{mode & int(p['mode'], 8):04o}"}
+        if "owner" in p:
+            kwargs["user"] = p["owner"]
+        if "group" in p:
+            kwargs["group"] = p["group"]
+        return [OpCall(op, kwargs, f"{p['path']} mode {kwargs['mode']}")]
+
+    def describe(self, p):
+        return f"{p['path']} mode <= {p['mode']}"

@@ -1,0 +1,60 @@
+"""A key/value line in a configuration file (login.defs, pwquality.conf, journald.conf...)."""
+
+from __future__ import annotations
+
+import re
+
+from kijun.controls.base import ControlType, OpCall, Verdict, register, sh_quote, verdict
+from kijun.controls.confparse import COMPARE_WORDS, compare, read_setting
+
+
+def file_probe(path: str) -> dict[str, str]:
+    return {f"file.{path}": f"cat {sh_quote(path)}"}
+
+
+def line_ops(path: str, key: str, value, separator: str) -> list[OpCall]:
+    """Replace the key's lines, commented-out defaults included, or append the setting."""
+    sep_re = r"[[:space:]]*=[[:space:]]*" if separator == "=" else r"[[:space:]]+"
+    rendered = f"{key}={value}" if separator == "=" else f"{key} {value}"
+    return [OpCall("pyinfra.operations.files.line",
+                   {"path": path, "line": rf"^[#[:space:]]*{re.escape(key)}({sep_re}.*)?$", "replace": rendered},
+                   f"{path}: {rendered}")]
+
+
+@register
+class Setting(ControlType):
+    name = "setting"
+    params_schema = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "pattern": "^/"},
+            "key": {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]+$"},
+            "value": {"type": ["string", "integer"]},
+            "compare": {"enum": ["eq", "ge", "le"]},
+            "separator": {"enum": [" ", "="]},
+            "section": {"type": "string"},
+            "match": {"enum": ["first", "last"]},
+        },
+        "required": ["path", "key", "value"],
+    }
+
+    def probes(self, p):
+        return file_probe(p["path"])
+
+    def evaluate(self, p, out):
+        o = out[f"file.{p['path']}"]
+        how = p.get("compare", "eq")
+        expected = f"{p['key']} {COMPARE_WORDS[how]} {p['value']}"
+        if o.rc != 0:
+            return Verdict("fail", f"{p['path']} missing", expected)
+        seen = read_setting(o.stdout, p["key"], p.get("separator", " "), p.get("section"), p.get("match", "last"))
+        return verdict(compare(seen, p["value"], how), f"{p['key']}={seen if seen is not None else 'unset'}", expected)
+
+    def operations(self, p, out):
+        return line_ops(p["path"], p["key"], p["value"], p.get("separator", " "))
+
+    def files(self, p):
+        return [p["path"]]
+
+    def describe(self, p):
+        return f"{p['path']}: {p['key']} {COMPARE_WORDS[p.get('compare', 'eq')]} {p['value']}"

@@ -1,0 +1,88 @@
+"""pyinfra inventories as kijun targets. Host data keys kijun reads:
+
+kijun_class (I..IV), kijun_org, kijun_branch, kijun_role, kijun_vars (baseline variable overrides),
+plus pyinfra's own ssh_* keys and _sudo. No secrets belong in an inventory: keys by path, sudo NOPASSWD.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kijun.baseline import InputError
+from kijun.model import CLASSES, HostTarget
+
+SECRET_KEYS = ("ssh_password", "_sudo_password", "_su_password", "ssh_key_password")
+
+
+@dataclass
+class LoadedInventory:
+    path: str
+    digest: str
+    targets: list[HostTarget]
+    errors: list[InputError]  # per-host problems: those hosts are skipped, the others go on
+
+
+def load_pyinfra_inventory(path: str, limit: tuple[str, ...] = ()):
+    from pyinfra_cli.inventory import make_inventory
+
+    if not Path(path).is_file():
+        raise InputError(path, "", "inventory file not found")
+    try:
+        inv = make_inventory(path, cwd=os.getcwd())
+    except Exception as exc:  # the inventory is user Python: any error is input error
+        raise InputError(path, "", f"cannot load inventory: {exc}") from None
+    if limit:
+        wanted = set(limit)
+        hosts = [h for h in inv if h.name in wanted or wanted & set(h.groups) or h.data.get("kijun_name") in wanted]
+        if not hosts:
+            raise InputError(path, "--limit", f"no host or group matches {', '.join(limit)}")
+        return inv, hosts
+    return inv, list(inv)
+
+
+def target_from_host(path: str, name: str, data: dict[str, Any], groups: list[str]) -> HostTarget:
+    cls = data.get("kijun_class", "III")
+    if cls not in CLASSES:
+        raise InputError(path, f"{name}.kijun_class", f"importance class must be one of I, II, III, IV (got {cls!r})")
+    for key in SECRET_KEYS:
+        if data.get(key):
+            raise InputError(path, f"{name}.{key}", "secrets do not belong in an inventory: use keys/agent and NOPASSWD sudo")
+    kvars = data.get("kijun_vars") or {}
+    if not isinstance(kvars, dict):
+        raise InputError(path, f"{name}.kijun_vars", "must be a mapping of baseline variables")
+    return HostTarget(
+        name=str(data.get("kijun_name") or name),
+        importance_class=cls,
+        organisation=str(data.get("kijun_org", "")),
+        branch=str(data.get("kijun_branch", "")),
+        role=str(data.get("kijun_role", "")),
+        groups=tuple(g for g in groups if g != "all"),
+        variables=dict(kvars),
+        ssh={
+            "hostname": str(data.get("ssh_hostname") or name),
+            "port": int(data.get("ssh_port") or 22),
+            "user": data.get("ssh_user"),
+            "key": data.get("ssh_key"),
+            "known_hosts": data.get("ssh_known_hosts_file"),
+            "strict": data.get("ssh_strict_host_key_checking", "yes"),
+            "sudo": bool(data.get("_sudo")),
+            "config_file": data.get("ssh_config_file"),
+            "jump": data.get("kijun_jump"),
+        },
+    )
+
+
+def load(path: str, limit: tuple[str, ...] = ()) -> LoadedInventory:
+    inv, hosts = load_pyinfra_inventory(path, limit)
+    targets, errors = [], []
+    for h in hosts:
+        try:
+            targets.append(target_from_host(path, h.name, h.data.dict(), list(h.groups)))
+        except InputError as exc:
+            errors.append(exc)
+    digest = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return LoadedInventory(path, digest, targets, errors)

@@ -1,0 +1,66 @@
+"""Baseline + host -> plan: which controls apply, with variables and named lists resolved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from kijun.baseline import InputError, substitute
+from kijun.controls import REGISTRY
+from kijun.model import Baseline, Control, HostTarget
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    type: str
+    params: dict[str, Any]
+    path: str
+
+
+@dataclass(frozen=True)
+class PlannedControl:
+    control: Control
+    applicable: bool
+    reason: str  # why not applicable
+    items: tuple[PlannedItem, ...]
+
+
+def host_variables(baseline: Baseline, target: HostTarget) -> dict[str, Any]:
+    """Defaults, then the baseline's per-class values, then the inventory's kijun_vars (most specific)."""
+    variables = dict(baseline.variables)
+    variables.update(baseline.class_variables.get(target.importance_class, {}))
+    for name, value in target.variables.items():
+        if name not in baseline.variables:
+            raise InputError(f"inventory:{target.name}", f"kijun_vars.{name}", f"unknown variable for baseline {baseline.id}")
+        variables[name] = value
+    return variables
+
+
+def resolve_params(baseline: Baseline, item_type: str, params: dict[str, Any], variables: dict[str, Any], where: str) -> dict[str, Any]:
+    resolved = substitute(params, variables)
+    if "list" in resolved:  # a named deny/allow list of the baseline, merged into names
+        resolved["names"] = sorted(set(resolved.get("names", [])) | set(baseline.lists[resolved.pop("list")]))
+    schema = dict(REGISTRY[item_type].params_schema)
+    try:
+        jsonschema.validate({k: v for k, v in resolved.items()}, {**schema, "additionalProperties": True})
+    except jsonschema.ValidationError as exc:
+        raise InputError(where, "", f"after variables were applied: {exc.message}") from None
+    return resolved
+
+
+def plan_host(baseline: Baseline, target: HostTarget) -> list[PlannedControl]:
+    variables = host_variables(baseline, target)
+    planned = []
+    for control in baseline.controls:
+        if not control.applies_to(target.importance_class):
+            reason = f"class {target.importance_class}; control applies to {','.join(control.classes)}"
+            planned.append(PlannedControl(control, False, reason, ()))
+            continue
+        items = tuple(
+            PlannedItem(it.type, resolve_params(baseline, it.type, it.params, variables, f"{baseline.path}: {it.path}"), it.path)
+            for it in control.items
+        )
+        planned.append(PlannedControl(control, True, "", items))
+    return planned

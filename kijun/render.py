@@ -1,0 +1,37 @@
+"""Terminal tables of check results (tabulate), in Japanese or English."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tabulate import tabulate
+
+from kijun.i18n import t
+from kijun.model import Baseline, HostResult
+
+MAX_CELL = 60
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def results_table(baseline: Baseline, hosts: list[HostResult], lang: str = "en") -> str:
+    controls = {c.id: c for c in baseline.controls}
+    multi = len(hosts) > 1
+    rows = []
+    for h in hosts:
+        for r in h.results:
+            c = controls[r.control_id]
+            detail_obs = r.observed or r.reason
+            row = [r.control_id, _cut(c.title[lang]), ",".join(c.classes), t(c.severity, lang), t(r.status, lang),
+                   _cut(detail_obs), _cut(r.expected)]
+            rows.append(([h.host] if multi else []) + row)
+    headers = ([t("host", lang)] if multi else []) + [t(w, lang) for w in ("control", "title", "class", "severity", "status", "observed", "expected")]
+    return tabulate(rows, headers=headers, tablefmt="simple")
+
+
+def summary_line(hosts: list[HostResult], lang: str = "en") -> str:
+    counts = Counter(r.status for h in hosts for r in h.results)
+    parts = [f"{t(s, lang)}: {counts[s]}" for s in ("pass", "fail", "error", "unreachable", "waived", "not-applicable") if counts[s]]
+    return f"{t('summary', lang)} — " + ", ".join(parts)

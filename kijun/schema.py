@@ -1,0 +1,123 @@
+"""The baseline JSON Schema: a fixed envelope plus each control type's own parameter schema.
+
+The shipped file kijun/schemas/baseline.schema.json is generated from here (`kijun schema
+--write`), and a test keeps the two equal, so a control type's parameters are defined in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from kijun.controls import REGISTRY
+
+SCHEMA_ID = "https://kijun.invalid/schemas/baseline.schema.json"
+
+_TEXT_JA_EN = {
+    "type": "object",
+    "required": ["ja", "en"],
+    "properties": {"ja": {"type": "string", "minLength": 1}, "en": {"type": "string", "minLength": 1}},
+    "additionalProperties": False,
+}
+
+_SOURCE = {
+    "type": "object",
+    "required": ["file", "document", "section", "quote"],
+    "properties": {
+        "file": {"type": "string", "pattern": r"^[0-9]{3}_[0-9a-f]{16}\.txt$"},
+        "document": {"type": "string", "minLength": 1},
+        "section": {"type": "string", "minLength": 1},
+        "quote": {"type": "string", "minLength": 2, "maxLength": 200},
+    },
+    "additionalProperties": False,
+}
+
+
+def _item_schema() -> dict[str, Any]:
+    branches = []
+    for name in sorted(REGISTRY):
+        params = REGISTRY[name].params_schema
+        props = {"type": {"const": name}, **params.get("properties", {})}
+        branches.append({
+            "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+            "then": {
+                "type": "object",
+                "properties": props,
+                "required": ["type", *params.get("required", [])],
+                "additionalProperties": False,
+                **({"anyOf": params["anyOf"]} if "anyOf" in params else {}),
+            },
+        })
+    return {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"enum": sorted(REGISTRY)}},
+        "allOf": branches,
+    }
+
+
+def baseline_schema() -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "kijun baseline",
+        "type": "object",
+        "required": ["kijun", "id", "version", "title", "controls"],
+        "additionalProperties": False,
+        "properties": {
+            "kijun": {"const": 1, "description": "format version"},
+            "id": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]*$"},
+            "version": {"type": "string", "minLength": 1},
+            "title": _TEXT_JA_EN,
+            "description": _TEXT_JA_EN,
+            "variables": {
+                "type": "object",
+                "propertyNames": {"pattern": r"^[a-z][a-z0-9_]*$"},
+                "additionalProperties": {"type": ["string", "integer", "boolean", "array"]},
+            },
+            "class_variables": {
+                "type": "object",
+                "propertyNames": {"enum": ["I", "II", "III", "IV"]},
+                "additionalProperties": {"type": "object"},
+            },
+            "lists": {
+                "type": "object",
+                "propertyNames": {"pattern": r"^[a-z][a-z0-9_-]*$"},
+                "additionalProperties": {
+                    "type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]*$"},
+                },
+            },
+            "controls": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["id", "title", "rationale", "source", "classes", "severity", "tags", "items"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"type": "string", "pattern": r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*-[0-9]{3}$"},
+                        "title": _TEXT_JA_EN,
+                        "rationale": _TEXT_JA_EN,
+                        "source": {"type": "array", "minItems": 1, "items": _SOURCE},
+                        "classes": {
+                            "type": "array", "minItems": 1, "uniqueItems": True,
+                            "items": {"enum": ["I", "II", "III", "IV"]},
+                        },
+                        "severity": {"enum": ["low", "medium", "high", "critical"]},
+                        "tags": {"type": "array", "uniqueItems": True, "items": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"}},
+                        "items": {"type": "array", "minItems": 1, "items": _item_schema()},
+                    },
+                },
+            },
+        },
+    }
+
+
+def shipped(name: str) -> dict[str, Any]:
+    return json.loads(resources.files("kijun.schemas").joinpath(name).read_text(encoding="utf-8"))
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
