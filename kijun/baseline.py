@@ -17,7 +17,7 @@ from kijun.schema import baseline_schema
 VAR_RE = re.compile(r"\$\{([a-z][a-z0-9_]*)\}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class InputError(Exception):
     """Bad user input. str() is the one-line message users see."""
 

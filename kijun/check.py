@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from kijun import probe
 from kijun.controls import REGISTRY
-from kijun.controls.base import ProbeOutput
+from kijun.model import ProbeOutput
 from kijun.facts import host_facts
 from kijun.model import ControlResult, HostResult, HostTarget, Verdict, worst
 from kijun.plan import PlannedControl, PlannedItem

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kijun.controls.base import ProbeOutput
+from kijun.model import ProbeOutput
 
 
 def host_facts(out: Mapping[str, ProbeOutput]) -> dict[str, Any]:

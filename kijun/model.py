@@ -12,6 +12,14 @@ STATUSES = ("pass", "not-applicable", "waived", "fail", "error", "unreachable")
 
 
 @dataclass(frozen=True)
+class ProbeOutput:
+    """What one probe command printed (stdout and stderr merged) and its exit status."""
+
+    stdout: str
+    rc: int
+
+
+@dataclass(frozen=True)
 class Source:
     file: str
     document: str

@@ -10,7 +10,7 @@ import secrets
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
 
-from kijun.controls.base import ProbeOutput
+from kijun.model import ProbeOutput
 
 # Probes must not depend on the login environment: a non-root PATH without /usr/sbin made every
 # sysctl look drifted in pyinfra (FIELD-NOTES). LC_ALL=C keeps tool output parseable.

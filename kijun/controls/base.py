@@ -10,13 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from kijun.model import Verdict
-
-
-@dataclass(frozen=True)
-class ProbeOutput:
-    stdout: str
-    rc: int
+from kijun.model import ProbeOutput, Verdict
 
 
 @dataclass(frozen=True)
