@@ -41,9 +41,12 @@ class HostApply:
 def _make_state(inventory_path: str, limit: tuple[str, ...], parallel: int, fail_percent: int | None, tofu: bool):
     from pyinfra.api import Config, State
     from pyinfra.api.state import StateStage
+    from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    inventory = make_inventory(inventory_path, cwd=os.getcwd())
+    state = State(check_for_changes=True)
+    with ctx_state.use(state):
+        inventory = make_inventory(inventory_path, cwd=os.getcwd())
     for h in inventory:
         # pyinfra defaults to accept-new; kijun verifies host keys unless trust-on-first-use is asked for.
         if tofu:
@@ -51,7 +54,6 @@ def _make_state(inventory_path: str, limit: tuple[str, ...], parallel: int, fail
         elif not h.data.get("ssh_strict_host_key_checking"):
             h.data.ssh_strict_host_key_checking = "yes"
     config = Config(PARALLEL=parallel, FAIL_PERCENT=fail_percent)
-    state = State(check_for_changes=True)
     limit_hosts = None
     if limit:
         wanted = set(limit)

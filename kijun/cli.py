@@ -34,11 +34,12 @@ class KijunGroup(click.Group):
     """Turn bad input into one line on stderr and exit 2, wherever it is detected."""
 
     def invoke(self, ctx):
+        from kijun.signing import SignatureError, SigningError
         from kijun.store import StoreError
 
         try:
             return super().invoke(ctx)
-        except (InputError, StoreError) as exc:
+        except (InputError, StoreError, SigningError, SignatureError) as exc:
             fail_input(exc)
 
 
@@ -156,6 +157,8 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
 
         signer = _signer(key_path)
         store = Store(store_url)
+        for stale in store.recover_incomplete(signer):  # runs whose process was killed: seal what they kept
+            click.echo(f"kijun: run {stale} was interrupted; sealed as incomplete with the hosts it had checked", err=True)
         run_id = store.begin_run({"kind": "check", "baseline": base, "inventory": {"path": inv.path, "digest": inv.digest}})
         click.echo(f"run {run_id}: checking {len(inv.targets)} host(s)", err=True)
 
@@ -358,7 +361,8 @@ def runs(store_url, kind, export_dir) -> None:
         if export_dir:
             Path(export_dir).mkdir(parents=True, exist_ok=True)
             for r in rows:
-                st.export(r["run_id"], export_dir)
+                if r.get("state") == "finished":  # a running run has no signed report yet
+                    st.export(r["run_id"], export_dir)
     click.echo(tabulate([{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in rows], headers="keys"))
 
 

@@ -27,12 +27,15 @@ class LoadedInventory:
 
 
 def load_pyinfra_inventory(path: str, limit: tuple[str, ...] = ()):
+    from pyinfra.api import State
+    from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
     if not Path(path).is_file():
         raise InputError(path, "", "inventory file not found")
     try:
-        inv = make_inventory(path, cwd=os.getcwd())
+        with ctx_state.use(State()):  # pyinfra's inventory loader expects a current state
+            inv = make_inventory(path, cwd=os.getcwd())
     except Exception as exc:  # the inventory is user Python: any error is input error
         raise InputError(path, "", f"cannot load inventory: {exc}") from None
     if limit:

@@ -1,0 +1,474 @@
+"""The result store: runs and host results in SQLite (default) or PostgreSQL, plus the report chain.
+
+Every finished run's signed report is stored with a sequence number and the digest of the report
+before it (chain). Host results are committed one by one, so a run killed halfway keeps the hosts
+it finished; recover_incomplete() later seals such runs as complete=false reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kijun.baseline import InputError
+from kijun.report import (
+    KINDS, build_report, digest, dumps, full_bytes, host_dict, host_errors, load_report, report_errors, utc_now,
+    new_run_id,
+)
+from kijun.signing import PublicKeys, SignatureError, sign, verify_signature
+
+DEFAULT_STORE_PATH = Path("~/.local/share/kijun/results.db")
+STORE_ENV = "KIJUN_STORE"  # the store URL when none is given (same variable as the CLI's --store)
+BUSY_TIMEOUT_S = 30.0
+STALE_AFTER_S = 6 * 3600  # a run with no host result for this long is abandoned
+
+RUNNING, FINISHED = "running", "finished"
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked. str() is one line."""
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    name: str
+    id_column: str
+    begin_exclusive: tuple[str, ...]  # statements that start a transaction serialising chain writers
+
+    def sql(self, text: str) -> str:
+        return text if self.name == "sqlite" else text.replace("?", "%s")
+
+
+SQLITE = _Dialect("sqlite", "INTEGER PRIMARY KEY AUTOINCREMENT", ("BEGIN IMMEDIATE",))
+POSTGRES = _Dialect(
+    "postgresql",
+    "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    ("BEGIN", "LOCK TABLE kijun_runs IN SHARE ROW EXCLUSIVE MODE"),
+)
+
+
+def _ddl(d: _Dialect) -> list[str]:
+    return [
+        """CREATE TABLE IF NOT EXISTS kijun_runs (
+            run_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            started TEXT NOT NULL,
+            state TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            meta TEXT NOT NULL,
+            finished TEXT,
+            complete INTEGER NOT NULL DEFAULT 0,
+            sequence BIGINT UNIQUE,
+            digest TEXT,
+            summary TEXT,
+            report TEXT
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS kijun_host_results (
+            id {d.id_column},
+            run_id TEXT NOT NULL REFERENCES kijun_runs(run_id),
+            host TEXT NOT NULL,
+            result TEXT NOT NULL,
+            UNIQUE (run_id, host)
+        )""",
+        "CREATE INDEX IF NOT EXISTS kijun_runs_kind ON kijun_runs(kind, sequence)",
+    ]
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_gone(owner: str, updated: str, stale_after: float) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, owned by another user
+            pass
+    # Other machines' processes cannot be asked, and a pid may be reused: long silence also counts.
+    age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(updated.replace("Z", "+00:00"))
+    return age.total_seconds() > stale_after
+
+
+def _sqlite_path(url: str) -> str:
+    # sqlite:///relative.db and sqlite:////absolute.db, as in SQLAlchemy; or a plain path.
+    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+    return path if path == ":memory:" else str(Path(path).expanduser())
+
+
+class Store:
+    def __init__(self, url: str | Path | None = None, *, timeout: float = BUSY_TIMEOUT_S):
+        url = str(url or os.environ.get(STORE_ENV) or DEFAULT_STORE_PATH.expanduser())
+        self.url = url
+        self._lock = threading.RLock()  # one connection; runners may report hosts from threads
+        if url.startswith(("postgresql://", "postgres://")):
+            self.dialect = POSTGRES
+            self._conn = self._connect_postgres(url)
+        elif "://" in url and not url.startswith("sqlite:///"):
+            raise StoreError(f"{url}: unsupported store URL (use a path, sqlite:///path or postgresql://...)")
+        else:
+            self.dialect = SQLITE
+            self._conn = self._connect_sqlite(_sqlite_path(url), timeout)
+        with self._transaction():
+            for statement in _ddl(self.dialect):
+                self._q(statement)
+
+    @staticmethod
+    def _connect_sqlite(path: str, timeout: float) -> sqlite3.Connection:
+        if path != ":memory:":
+            p = Path(path)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if not p.exists():  # host facts are not for everyone's eyes
+                os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open store: {exc}") from None
+        return conn
+
+    @staticmethod
+    def _connect_postgres(url: str) -> Any:
+        try:
+            import psycopg  # type: ignore[import-not-found]
+        except ImportError:
+            raise StoreError("a postgresql:// store needs psycopg: pip install 'kijun[postgres]'") from None
+        return psycopg.connect(url, autocommit=True)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- low level -------------------------------------------------------------------------------
+
+    def _q(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Run one statement and return all its rows (fetched under the lock, so threads can share)."""
+        with self._lock:
+            try:
+                cursor = self._conn.execute(self.dialect.sql(sql), params)
+                return cursor.fetchall() if cursor.description else []
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.url}: {' '.join(str(exc).split())}") from None
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    def _run_row(self, run_id: str) -> tuple:
+        rows = self._q("SELECT state, meta, started, kind FROM kijun_runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise StoreError(f"unknown run {run_id}")
+        return rows[0]
+
+    # --- writing a run ---------------------------------------------------------------------------
+
+    def begin_run(self, meta: dict[str, Any]) -> str:
+        """Record a new, running run. meta: kind, and optionally baseline, inventory, run_id, started."""
+        kind = meta.get("kind")
+        if kind not in KINDS:
+            raise StoreError(f"unknown run kind {kind!r} (one of {', '.join(KINDS)})")
+        run_id = meta.get("run_id") or new_run_id()
+        started = meta.get("started") or utc_now()
+        stored_meta = {k: meta.get(k) for k in ("baseline", "inventory", "version")}
+        # Normalise now so a bad baseline/inventory fails at the start of a run, not at its end.
+        probe = build_report(kind, [], run_id=run_id, started=started, baseline=stored_meta["baseline"],
+                             inventory=stored_meta["inventory"], version=stored_meta["version"])
+        errors = report_errors(probe, "run meta")
+        if errors:
+            raise StoreError(str(errors[0]))
+        stored_meta.update(baseline=probe["baseline"], inventory=probe["inventory"], version=probe["tool"]["version"])
+        with self._transaction():
+            self._q(
+                "INSERT INTO kijun_runs (run_id, kind, started, state, owner, updated, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, kind, started, RUNNING, _owner(), utc_now(), json.dumps(stored_meta)),
+            )
+        return run_id
+
+    def add_host_result(self, run_id: str, host_result: Any) -> None:
+        """Store one host's result, committed at once (a later crash keeps it)."""
+        host = host_dict(host_result)
+        problems = host_errors(host)
+        if problems:
+            raise StoreError(f"run {run_id}: host result {host.get('host', '?')}: {problems[0]}")
+        with self._transaction():
+            if self._run_row(run_id)[0] != RUNNING:
+                raise StoreError(f"run {run_id} is already finished")
+            self._q("UPDATE kijun_runs SET updated = ? WHERE run_id = ?", (utc_now(), run_id))
+            self._q(
+                "INSERT INTO kijun_host_results (run_id, host, result) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, host) DO UPDATE SET result = excluded.result",
+                (run_id, host["host"], full_bytes(host).decode("utf-8")),
+            )
+
+    def finish_run(self, run_id: str, signer: Ed25519PrivateKey, complete: bool = True) -> dict[str, Any]:
+        """Seal a run: assemble, chain, sign and store its report; return the signed report."""
+        return self._finish(run_id, signer, complete, finished=utc_now())
+
+    def _finish(self, run_id: str, signer: Ed25519PrivateKey, complete: bool, finished: str | None) -> dict[str, Any]:
+        # One exclusive transaction from reading the chain head to writing the new one: two
+        # writers can never both take the same sequence number or the same previous digest.
+        with self._transaction():
+            state, meta_text, started, kind = self._run_row(run_id)
+            if state != RUNNING:
+                raise StoreError(f"run {run_id} is already finished")
+            meta = json.loads(meta_text)
+            hosts = [json.loads(r[0]) for r in self._q(
+                "SELECT result FROM kijun_host_results WHERE run_id = ? ORDER BY host", (run_id,))]
+            report = build_report(kind, hosts, run_id=run_id, started=started, finished=finished,
+                                  complete=complete, baseline=meta.get("baseline"),
+                                  inventory=meta.get("inventory"), version=meta.get("version"))
+            head = self.head()
+            sequence, previous = (head[0] + 1, head[1]) if head else (1, None)
+            report["chain"] = {"sequence": sequence, "previous": previous}
+            signed = sign(report, signer)
+            # Hosts were validated one by one on the way in; check the envelope (cheap under the lock).
+            errors = report_errors({**signed, "hosts": []}, f"run {run_id}")
+            if errors:  # a bug, not user input: never store a report that would not load back
+                raise StoreError(str(errors[0]))
+            self._q(
+                "UPDATE kijun_runs SET state = ?, finished = ?, complete = ?, sequence = ?, digest = ?, "
+                "summary = ?, report = ?, updated = ? WHERE run_id = ?",
+                (FINISHED, finished, int(complete), sequence, digest(signed), json.dumps(signed["summary"]),
+                 full_bytes(signed).decode("utf-8"), utc_now(), run_id),
+            )
+        return signed
+
+    def recover_incomplete(self, signer: Ed25519PrivateKey, stale_after: float = STALE_AFTER_S) -> list[str]:
+        """Seal runs whose writer died as complete=false reports; return their run ids.
+
+        A writer is gone when its pid no longer exists on this machine, or when its run has had
+        no new host result for more than stale_after seconds (other machines, reused pids).
+        """
+        rows = self._q("SELECT run_id, owner, updated FROM kijun_runs WHERE state = ? ORDER BY run_id", (RUNNING,))
+        recovered = []
+        for run_id, owner, updated in rows:
+            if _owner_gone(owner, updated, stale_after):
+                try:
+                    self._finish(run_id, signer, complete=False, finished=None)
+                except StoreError:  # sealed meanwhile by another recoverer
+                    continue
+                recovered.append(run_id)
+        return recovered
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """One summary per run in chain order; unsealed (running) runs last, with sequence None."""
+        sql = ("SELECT run_id, kind, started, finished, state, complete, sequence, summary, "
+               "(SELECT COUNT(*) FROM kijun_host_results h WHERE h.run_id = r.run_id) FROM kijun_runs r")
+        params: tuple = ()
+        if kind:
+            sql += " WHERE kind = ?"
+            params = (kind,)
+        out = []
+        for run_id, k, started, finished, state, complete, sequence, summary_text, n_hosts in self._q(
+                sql + " ORDER BY sequence IS NULL, sequence, started, run_id", params):
+            summary = json.loads(summary_text) if summary_text else None
+            out.append({
+                "run_id": run_id, "kind": k, "started": started, "finished": finished, "state": state,
+                "complete": bool(complete), "sequence": sequence, "hosts": n_hosts,
+                "by_status": summary["by_status"] if summary else None,
+            })
+        return out
+
+    def host_results(self, run_id: str) -> list[dict[str, Any]]:
+        self._run_row(run_id)
+        return [json.loads(r[0]) for r in self._q(
+            "SELECT result FROM kijun_host_results WHERE run_id = ? ORDER BY host", (run_id,))]
+
+    def get_report(self, run_id: str) -> dict[str, Any]:
+        state = self._run_row(run_id)[0]
+        if state != FINISHED:
+            raise StoreError(f"run {run_id} is not finished (still running, or recover it)")
+        text = self._q("SELECT report FROM kijun_runs WHERE run_id = ?", (run_id,))[0][0]
+        return json.loads(text)
+
+    def latest(self, n: int = 2, kind: str | None = "check", complete_only: bool = True) -> list[dict[str, Any]]:
+        """The last n sealed reports, newest first (so `new, old = store.latest()`)."""
+        sql = "SELECT report FROM kijun_runs WHERE sequence IS NOT NULL"
+        params: list[Any] = []
+        if kind:
+            sql += " AND kind = ?"
+            params.append(kind)
+        if complete_only:
+            sql += " AND complete = 1"
+        sql += " ORDER BY sequence DESC LIMIT ?"
+        params.append(n)
+        rows = self._q(sql, tuple(params))
+        return [json.loads(r[0]) for r in rows]
+
+    def head(self) -> tuple[int, str] | None:
+        """(sequence, digest) of the newest sealed report: record it elsewhere to detect truncation."""
+        rows = self._q("SELECT sequence, digest FROM kijun_runs WHERE sequence IS NOT NULL "
+                       "ORDER BY sequence DESC LIMIT 1")
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def export(self, run_id: str, path: str | Path) -> Path:
+        path = Path(path)
+        if path.is_dir():
+            path = path / f"{run_id}.json"
+        path.write_text(dumps(self.get_report(run_id)), encoding="utf-8")
+        return path
+
+    def verify_chain(self, public_keys: PublicKeys) -> list[str]:
+        """Problems in the stored chain, each naming a run; [] when every report is intact and linked."""
+        entries = []
+        for run_id, sequence, stored_digest, text in self._q(
+                "SELECT run_id, sequence, digest, report FROM kijun_runs WHERE sequence IS NOT NULL "
+                "ORDER BY sequence"):
+            try:
+                report = json.loads(text)
+            except (TypeError, ValueError):
+                entries.append(ChainEntry(f"run {run_id}", None, sequence, stored_digest, "stored report is not valid JSON"))
+                continue
+            problem = None
+            if report.get("run_id") != run_id:
+                problem = f"stored report belongs to run {report.get('run_id')} (swapped)"
+            entries.append(ChainEntry(f"run {run_id}", report, sequence, stored_digest, problem))
+        return check_chain(entries, public_keys)
+
+
+class _Transaction:
+    """An exclusive write transaction (serialises writers across processes, and threads via the lock)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __enter__(self) -> None:
+        self.store._lock.acquire()
+        try:
+            for statement in self.store.dialect.begin_exclusive:
+                self.store._q(statement)
+        except Exception:
+            self.store._lock.release()
+            raise
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        try:
+            if exc_type is None:
+                try:
+                    self.store._q("COMMIT")
+                    return
+                except StoreError:
+                    self._rollback()
+                    raise
+            self._rollback()
+        finally:
+            self.store._lock.release()
+
+    def _rollback(self) -> None:
+        try:
+            self.store._q("ROLLBACK")
+        except StoreError:  # nothing to roll back; keep the original error
+            pass
+
+
+# --- chain verification (shared by the store and exported files) --------------------------------
+
+@dataclass
+class ChainEntry:
+    label: str  # "run <id>" or "<file> (run <id>)": what a problem message names
+    report: dict[str, Any] | None
+    position: int | None  # where it is kept (store sequence column); None: take the signed one
+    stored_digest: str | None = None
+    problem: str | None = None  # found while loading
+
+
+def _sequence(report: dict[str, Any]) -> int | None:
+    chain = report.get("chain")
+    seq = chain.get("sequence") if isinstance(chain, dict) else None
+    return seq if isinstance(seq, int) else None
+
+
+def check_chain(entries: list[ChainEntry], public_keys: PublicKeys) -> list[str]:
+    """Signature, stored digest, position and link of each entry (entries in kept order)."""
+    problems: list[str] = []
+    by_signed_seq: dict[int, ChainEntry] = {}
+    for e in entries:
+        if e.report is not None and _sequence(e.report) is not None:
+            by_signed_seq.setdefault(_sequence(e.report), e)
+    prev_pos: int | None = None
+    prev_label = ""
+    for e in entries:
+        if e.problem:
+            problems.append(f"{e.label}: {e.problem}")
+        pos = e.position if e.position is not None else (_sequence(e.report) if e.report else None)
+        if e.report is not None:
+            problems += _check_entry(e, pos, by_signed_seq, public_keys)
+        # Gaps and duplicates by kept position: a removed report leaves a hole here.
+        if pos is not None:
+            if prev_pos is None and pos != 1:
+                problems.append(f"{e.label}: chain starts at sequence {pos}: report(s) 1..{pos - 1} missing (removed)")
+            elif prev_pos is not None and pos == prev_pos:
+                problems.append(f"{e.label}: sequence {pos} used twice (also {prev_label}): forked chain")
+            elif prev_pos is not None and pos != prev_pos + 1:
+                problems.append(f"{e.label}: sequence {pos} follows {prev_pos}: report(s) "
+                                f"{prev_pos + 1}..{pos - 1} missing (removed)")
+            prev_pos, prev_label = pos, e.label
+    return problems
+
+
+def _check_entry(e: ChainEntry, pos: int | None, by_signed_seq: dict[int, ChainEntry],
+                 public_keys: PublicKeys) -> list[str]:
+    assert e.report is not None
+    problems = []
+    try:
+        verify_signature(e.report, public_keys)
+    except SignatureError as exc:
+        problems.append(f"{e.label}: {exc} (edited or forged)")
+    if e.stored_digest is not None and e.stored_digest != digest(e.report):
+        problems.append(f"{e.label}: report does not match its stored digest (edited)")
+    signed_seq = _sequence(e.report)
+    if signed_seq is None:
+        return problems + [f"{e.label}: report has no chain sequence"]
+    if pos != signed_seq:
+        problems.append(f"{e.label}: kept at sequence {pos} but signed as sequence {signed_seq} (reordered)")
+    # The link follows the signed sequence, so one misplaced report is not blamed on its neighbours.
+    previous = e.report["chain"].get("previous")
+    if signed_seq == 1:
+        if previous is not None:
+            problems.append(f"{e.label}: first report names a previous report (chain cut at the start)")
+        return problems
+    before = by_signed_seq.get(signed_seq - 1)
+    if before is not None and before.report is not None and previous != digest(before.report):
+        problems.append(f"{e.label}: previous digest does not match {before.label} "
+                        "(that report was edited, replaced or re-signed)")
+    return problems
+
+
+def verify_files(paths: Iterable[str | Path], public_keys: PublicKeys) -> list[str]:
+    """Verify exported report files (files or directories of *.json) as one chain, naming files."""
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        files += sorted(p.glob("*.json")) if p.is_dir() else [p]
+    problems: list[str] = []
+    entries: list[ChainEntry] = []
+    for f in files:
+        try:
+            report = load_report(f)
+        except InputError as exc:
+            problems.append(str(exc))
+            continue
+        entries.append(ChainEntry(f"{f} (run {report['run_id']})", report, None))
+    entries.sort(key=lambda e: (_sequence(e.report) or 0, e.label))
+    return problems + check_chain(entries, public_keys)
