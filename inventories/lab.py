@@ -1,0 +1,39 @@
+"""pyinfra inventory of the running kijun lab (see docs/lab.md).
+
+    kijun lab up 3
+    pyinfra -y inventories/lab.py exec -- hostname
+
+Reads the lab state file (KIJUN_LAB_STATE, default /var/lib/kijun/lab) and verifies host keys
+strictly against the lab's known_hosts: every lab host has its own host keys.
+"""
+
+import json
+import os
+from pathlib import Path
+
+_state_dir = Path(os.environ.get("KIJUN_LAB_STATE", "/var/lib/kijun/lab"))
+_state_file = _state_dir / "hosts.json"
+if not _state_file.exists():
+    raise RuntimeError(f"no lab state at {_state_file}: start the lab with `kijun lab up N` (as root)")
+
+_hosts = []
+for _h in json.loads(_state_file.read_text())["hosts"]:
+    _hosts.append((_h["address"], {
+        # An automation account with NOPASSWD sudo, not root: the baseline turns root SSH logins off.
+        "ssh_user": "kijun",
+        "_sudo": True,
+        "ssh_port": _h["port"],
+        "ssh_key": _h["ssh_key"],
+        "ssh_known_hosts_file": _h["known_hosts"],
+        "ssh_strict_host_key_checking": "yes",
+        "kijun_class": _h["class"],
+        "kijun_org": _h["organisation"],
+        "kijun_branch": _h["branch"],
+        "kijun_role": _h["role"],
+        "kijun_name": _h["name"],
+    }))
+
+# Groups: every host, and one group per branch (group names are Python identifiers).
+lab = list(_hosts)
+honsho = [_h for _h in _hosts if _h[1]["kijun_branch"] == "honsho"]
+kanto_branch = [_h for _h in _hosts if _h[1]["kijun_branch"] == "kanto-branch"]

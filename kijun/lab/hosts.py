@@ -1,0 +1,515 @@
+"""Start and stop lab hosts: real sshd servers in namespaces, reachable over a bridge from the VM.
+
+One host = an overlayfs over the cached rootfs (mounted on the VM side under the state dir, so it
+survives stop_host/start_host) + its own network namespace (veth into the bridge) + its own
+mount/pid/uts/ipc namespaces (unshare) in which a shell mounts /proc, /sys (ro), a private /dev with
+a newinstance devpts, /run, pivots into the overlay and execs tini, which runs a small loop keeping
+`sshd -D` up (a baseline restarting sshd through /etc/init.d must not kill the host).
+
+Killing a host's init (pid 1 of its pid namespace) makes the kernel kill everything inside it, and
+its mount namespace (with /proc, /dev/pts...) disappears with the last process.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from kijun.lab.rootfs import DEFAULT_CACHE, build_rootfs, mounts_under
+
+DEFAULT_STATE = Path(os.environ.get("KIJUN_LAB_STATE", "/var/lib/kijun/lab"))
+BRIDGE = "kijunbr0"
+BRIDGE_ADDR = "10.77.0.1/16"
+NETNS_PREFIX = "kijun-"
+VETH_PREFIX = "kjv"  # VM-side veth names: kjv0, kjv1... (15-char limit on interface names)
+CLASSES = ("I", "II", "III", "IV")
+ROLES = ("web", "db", "file")
+ORGANISATION = "lab-ministry"
+MAX_HOSTS = 1000
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class LabError(RuntimeError):
+    """A lab operation failed; the message names what failed."""
+
+
+@dataclasses.dataclass
+class LabHost:
+    name: str
+    index: int
+    address: str
+    netns: str
+    veth: str
+    kijun_class: str
+    organisation: str
+    branch: str
+    role: str
+    ssh_key: str
+    known_hosts: str
+    overlay: dict
+    port: int = 22
+    ssh_user: str = "root"
+    pids: dict = dataclasses.field(default_factory=dict)  # {"unshare": [pid, starttime], "init": [...]}
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["class"] = d.pop("kijun_class")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LabHost":
+        d = dict(d)
+        d["kijun_class"] = d.pop("class")
+        d.pop("running", None)
+        return cls(**d)
+
+    def ssh_command(self, user: str | None = None) -> list[str]:
+        return ["ssh", "-i", self.ssh_key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-p", str(self.port), f"{user or self.ssh_user}@{self.address}"]
+
+
+def host_name(i: int) -> str:
+    return f"lab-{i + 1:02d}"
+
+
+def host_address(i: int) -> str:
+    return f"10.77.{i // 250}.{i % 250 + 2}"
+
+
+# Runs as pid 1 of the host's new namespaces, with the VM's /bin/sh, until it execs tini from the
+# overlay. $1 = merged overlay dir, $2 = hostname.
+_INIT = r"""set -eu
+M="$1"; H="$2"
+hostname "$H"
+mount -t proc -o nosuid,nodev,noexec proc "$M/proc"
+# Real root in the VM's user namespace: kernel.*/fs.*/vm.* sysctls and sysrq would change the VM
+# itself, so they are read-only here; net.* sysctls belong to the host's network namespace.
+for p in sys sysrq-trigger irq bus; do
+  [ -e "$M/proc/$p" ] || continue
+  mount --bind "$M/proc/$p" "$M/proc/$p"; mount -o remount,bind,ro "$M/proc/$p"
+done
+mount --bind "$M/proc/sys/net" "$M/proc/sys/net"; mount -o remount,bind,rw "$M/proc/sys/net"
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$M/sys"
+mount -t tmpfs -o nosuid,mode=0755,size=1m dev "$M/dev"
+for n in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
+  set -- $n; mknod -m 0666 "$M/dev/$1" c "$2" "$3"
+done
+mkdir "$M/dev/pts" "$M/dev/shm"
+# newinstance: the host's ptys are its own, not the VM's
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5,nosuid,noexec devpts "$M/dev/pts"
+ln -s pts/ptmx "$M/dev/ptmx"
+ln -s /proc/self/fd "$M/dev/fd"
+ln -s /proc/self/fd/0 "$M/dev/stdin"; ln -s /proc/self/fd/1 "$M/dev/stdout"; ln -s /proc/self/fd/2 "$M/dev/stderr"
+mount -t tmpfs -o nosuid,nodev,mode=1777,size=16m shm "$M/dev/shm"
+mount -t tmpfs -o nosuid,nodev,mode=0755,size=32m run "$M/run"
+mkdir -m 0755 "$M/run/sshd"; mkdir -m 1777 "$M/run/lock"
+# sshd in the foreground under tini; if it exits (`service ssh restart` kills it through its pid
+# file and starts a daemonized one), keep the host alive and run sshd again once none is running.
+cat > "$M/run/kijun-lab-init" <<'LOOP'
+while :; do
+  if p=$(cat /run/sshd.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null; then sleep 2; continue; fi
+  /usr/sbin/sshd -D -e; sleep 0.2
+done
+LOOP
+cd "$M"
+# pivot_root(".", ".") stacks the old root on the new one; detach it so nothing of the VM stays visible
+pivot_root . .
+umount -l .
+cd /
+exec /usr/bin/tini -- /bin/sh /run/kijun-lab-init
+"""
+
+
+def _run(cmd: list[str], what: str | None = None, **kw) -> subprocess.CompletedProcess:
+    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    if res.returncode != 0:
+        raise LabError(f"{what or cmd[0]} failed: {' '.join(cmd)}: {res.stderr.strip() or res.stdout.strip()}")
+    return res
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, overlay mounts): run as root or with sudo")
+
+
+def _starttime(pid: int) -> int | None:
+    """Start time of a live process, None if gone or a zombie (the VM's init may reap late)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in "ZX" else int(fields[19])  # state, starttime (field 22 of stat)
+
+
+def _alive(rec) -> bool:
+    # A pid counts as ours only if its start time matches the one recorded: pids get reused.
+    return bool(rec) and _starttime(rec[0]) == rec[1]
+
+
+@contextlib.contextmanager
+def _locked(state_dir: Path):
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _state_file(state_dir: Path) -> Path:
+    return state_dir / "hosts.json"
+
+
+def load(state_dir: Path | str = DEFAULT_STATE) -> list[LabHost]:
+    f = _state_file(Path(state_dir))
+    if not f.exists():
+        return []
+    return [LabHost.from_dict(d) for d in json.loads(f.read_text())["hosts"]]
+
+
+def _save(state_dir: Path, hosts: list[LabHost], **extra) -> None:
+    f = _state_file(state_dir)
+    tmp = f.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"bridge": BRIDGE, "hosts": [h.to_dict() for h in hosts], **extra}, indent=1))
+    os.replace(tmp, f)
+
+
+def _netem_check() -> None:
+    """Raise a clear error when the kernel cannot delay packets (sch_netem missing)."""
+    probe = f"{VETH_PREFIX}netem"
+    _run(["ip", "link", "add", probe, "type", "veth", "peer", "name", f"{probe}1"], "creating a link to test netem")
+    try:
+        res = subprocess.run(["tc", "qdisc", "add", "dev", probe, "root", "netem", "delay", "1ms"],
+                             capture_output=True, text=True)
+    finally:
+        subprocess.run(["ip", "link", "del", probe], capture_output=True)
+    if res.returncode != 0:
+        raise LabError("latency_ms needs tc netem, but this kernel has no sch_netem "
+                       f"(CONFIG_NET_SCH_NETEM): tc said: {res.stderr.strip()}")
+
+
+def _make_hosts(n: int, state_dir: Path, rootfs: Path, classes) -> list[LabHost]:
+    classes = list(classes or CLASSES)
+    bad = [c for c in classes if c not in CLASSES]
+    if bad:
+        raise LabError(f"unknown importance classes {bad}: use {list(CLASSES)}")
+    hosts = []
+    for i in range(n):
+        name = host_name(i)
+        d = state_dir / "hosts" / name
+        hosts.append(LabHost(
+            name=name, index=i, address=host_address(i), netns=NETNS_PREFIX + name, veth=f"{VETH_PREFIX}{i}",
+            kijun_class=classes[i % len(classes)], organisation=ORGANISATION,
+            branch="honsho" if i % 2 == 0 else "kanto-branch", role=ROLES[i % len(ROLES)],
+            ssh_key=str(state_dir / "id_ed25519"), known_hosts=str(state_dir / "known_hosts"),
+            overlay={"lower": str(rootfs), "upper": str(d / "upper"), "work": str(d / "work"),
+                     "merged": str(d / "merged")}))
+    return hosts
+
+
+def _prepare(h: LabHost, pubkey: str, latency_ms: int) -> str:
+    """Overlay + per-host files + network namespace. Returns the host's known_hosts lines."""
+    ov = h.overlay
+    for k in ("upper", "work", "merged"):
+        Path(ov[k]).mkdir(parents=True, exist_ok=True)
+    _run(["mount", "-t", "overlay", "overlay", "-o",
+          f"lowerdir={ov['lower']},upperdir={ov['upper']},workdir={ov['work']}", ov["merged"]],
+         f"overlay mount for {h.name}")
+    m = Path(ov["merged"])
+    (m / "etc/hostname").write_text(h.name + "\n")
+    (m / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n{h.address}\t{h.name}\n")
+    # Host keys of its own per host. ed25519 + ecdsa only: RSA keygen costs ~0.7 s CPU per host.
+    keys = []
+    for t in ("ed25519", "ecdsa"):
+        kf = m / f"etc/ssh/ssh_host_{t}_key"
+        _run(["ssh-keygen", "-q", "-t", t, "-N", "", "-C", f"root@{h.name}", "-f", str(kf)],
+             f"host key generation for {h.name}")
+        keys.append(kf.with_suffix(".pub").read_text().split()[:2])
+    for home, uid, gid in (("root", 0, 0), ("home/kijun", 1000, 1000)):
+        sshdir = m / home / ".ssh"
+        sshdir.mkdir(mode=0o700, exist_ok=True)
+        (sshdir / "authorized_keys").write_text(pubkey)
+        (sshdir / "authorized_keys").chmod(0o600)
+        for p in (sshdir, sshdir / "authorized_keys"):
+            os.chown(p, uid, gid)
+    # network namespace, veth into the bridge, no default route
+    ns = ["ip", "-n", h.netns]
+    _run(["ip", "netns", "add", h.netns], f"netns for {h.name}")
+    _run(["ip", "link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "netns", h.netns],
+         f"veth for {h.name}")
+    _run(["ip", "link", "set", h.veth, "master", BRIDGE, "up"], f"veth {h.veth} into {BRIDGE}")
+    _run(ns + ["addr", "add", f"{h.address}/16", "dev", "eth0"], f"address for {h.name}")
+    _run(ns + ["link", "set", "eth0", "up"], f"eth0 up in {h.netns}")
+    _run(ns + ["link", "set", "lo", "up"], f"lo up in {h.netns}")
+    if latency_ms > 0:  # both directions, so RTT = 2 * latency_ms
+        _run(["tc", "qdisc", "add", "dev", h.veth, "root", "netem", "delay", f"{latency_ms}ms"], "tc netem")
+        _run(["tc", "-n", h.netns, "qdisc", "add", "dev", "eth0", "root", "netem", "delay", f"{latency_ms}ms"],
+             "tc netem")
+    return "".join(f"{h.address},{h.name} {t} {k}\n" for t, k in keys)
+
+
+def _write_ssh_config(state_dir: Path, hosts: list[LabHost]) -> None:
+    """ssh_config for OpenSSH/testinfra: `ssh -F STATE/ssh_config lab-01`. Strict host keys, and a
+    ControlPath so testinfra's ssh:// backend reuses one connection per host (FIELD-NOTES)."""
+    lines = []
+    for h in hosts:
+        lines += [f"Host {h.name} {h.address}", f"  HostName {h.address}", f"  Port {h.port}", f"  User {h.ssh_user}",
+                  f"  IdentityFile {h.ssh_key}", "  IdentitiesOnly yes", f"  UserKnownHostsFile {h.known_hosts}",
+                  "  StrictHostKeyChecking yes", "  BatchMode yes", "  ControlMaster auto",
+                  f"  ControlPath {state_dir}/cm-%C", "  ControlPersist 60", ""]
+    (state_dir / "ssh_config").write_text("\n".join(lines))
+
+
+def _write_init(state_dir: Path) -> Path:
+    script = state_dir / "init.sh"
+    script.write_text(_INIT)
+    return script
+
+
+def _launch(h: LabHost, script: Path) -> None:
+    """Start the host's init detached (setsid, reparented to the VM's init) and record its pids."""
+    log = Path(h.overlay["merged"]).parent / "console.log"
+    cmd = ["setsid", "nsenter", f"--net=/run/netns/{h.netns}", "unshare", "--mount", "--pid", "--uts",
+           "--ipc", "--fork", "--kill-child", "--propagation", "private", "--",
+           "/bin/sh", str(script), h.overlay["merged"], h.name]
+    # The background job of a non-interactive sh is not a group leader, so setsid does not fork
+    # and $! is the pid of unshare itself.
+    res = _run(["sh", "-c", '"$@" </dev/null >>"$L" 2>&1 & echo $!', "sh", *cmd], f"start of {h.name}",
+               env={"L": str(log), "PATH": _PATH})
+    pid = int(res.stdout.strip())
+    child = None
+    deadline = time.monotonic() + 10
+    while child is None and time.monotonic() < deadline:
+        try:
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            kids = []
+        if kids:
+            child = int(kids[0])
+        else:
+            time.sleep(0.005)
+    if child is None:
+        raise LabError(f"start of {h.name} failed: no init process appeared; see {log}")
+    h.pids = {"unshare": [pid, _starttime(pid)], "init": [child, _starttime(child)]}
+
+
+def _wait_ssh(h: LabHost, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if not _alive(h.pids.get("init")):
+            log = Path(h.overlay["merged"]).parent / "console.log"
+            tail = log.read_text().strip().splitlines()[-3:] if log.exists() else []
+            raise LabError(f"{h.name}: init exited before sshd answered: {' | '.join(tail)}")
+        try:
+            with socket.create_connection((h.address, h.port), timeout=1) as s:
+                s.settimeout(2)
+                if s.recv(64).startswith(b"SSH-"):
+                    return
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.05)
+    raise LabError(f"{h.name}: sshd on {h.address}:{h.port} did not answer within {timeout:.0f}s ({last})")
+
+
+def _pool(n: int) -> cf.ThreadPoolExecutor:
+    return cf.ThreadPoolExecutor(max_workers=min(16, max(1, n)))
+
+
+def _parallel(fn, items, what: str):
+    with _pool(len(items)) as ex:
+        futs = {ex.submit(fn, it): it for it in items}
+        errors, results = [], {}
+        for f in cf.as_completed(futs):
+            try:
+                results[futs[f].name] = f.result()
+            except Exception as e:  # collect all, report one line each
+                errors.append(f"{futs[f].name}: {e}" if futs[f].name not in str(e) else str(e))
+    if errors:
+        raise LabError(f"{what} failed for {len(errors)} host(s): " + "; ".join(sorted(errors)[:5]))
+    return results
+
+
+def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, classes=None,
+       cache_dir: Path | str = DEFAULT_CACHE, suite: str = "bookworm", log=None) -> list[LabHost]:
+    """Start n lab hosts and return them once every sshd answers. On failure, tears down what it made."""
+    _require_root()
+    state_dir = Path(state_dir).resolve()
+    if not 1 <= n <= MAX_HOSTS:
+        raise LabError(f"number of hosts must be between 1 and {MAX_HOSTS}, got {n}")
+    if latency_ms < 0:
+        raise LabError(f"latency_ms must be >= 0, got {latency_ms}")
+    for tool in ("ip", "nsenter", "unshare", "setsid", "ssh-keygen", "mount") + (("tc",) if latency_ms else ()):
+        if not shutil.which(tool):
+            raise LabError(f"required tool not found: {tool}")
+    if latency_ms:
+        _netem_check()
+    rootfs = build_rootfs(cache_dir, suite, log=log)
+    t0 = time.monotonic()
+    with _locked(state_dir):
+        if load(state_dir):
+            raise LabError(f"a lab is already up in {state_dir}: run `kijun lab down` first")
+        if Path(f"/sys/class/net/{BRIDGE}").exists():
+            raise LabError(f"bridge {BRIDGE} already exists (a lab with another state dir?): run its `kijun lab down`")
+        key = state_dir / "id_ed25519"
+        if not key.exists():
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kijun-lab", "-f", str(key)], "client key")
+        pubkey = key.with_suffix(".pub").read_text()
+        hosts = _make_hosts(n, state_dir, rootfs, classes)
+        # Record the hosts before creating anything, so down() can clean up after a failed up().
+        _save(state_dir, hosts, latency_ms=latency_ms)
+        try:
+            _run(["ip", "link", "add", BRIDGE, "type", "bridge"], f"bridge {BRIDGE}")
+            _run(["ip", "addr", "add", BRIDGE_ADDR, "dev", BRIDGE], f"address on {BRIDGE}")
+            _run(["ip", "link", "set", BRIDGE, "up"], f"{BRIDGE} up")
+            kh = _parallel(lambda h: _prepare(h, pubkey, latency_ms), hosts, "host preparation")
+            (state_dir / "known_hosts").write_text("".join(kh[h.name] for h in hosts))
+            _write_ssh_config(state_dir, hosts)
+            script = _write_init(state_dir)
+            _parallel(lambda h: _launch(h, script), hosts, "host start")
+            _save(state_dir, hosts, latency_ms=latency_ms)
+            _parallel(lambda h: _wait_ssh(h, 30 + 0.2 * n), hosts, "waiting for sshd")
+        except BaseException:
+            _save(state_dir, hosts, latency_ms=latency_ms)  # with the pids of hosts already started
+            _down(state_dir)
+            raise
+    if log:
+        log(f"{n} lab hosts up in {time.monotonic() - t0:.1f}s (state {state_dir})")
+    return hosts
+
+
+def _kill(h: LabHost) -> None:
+    for role in ("init", "unshare"):  # killing the ns init kills everything inside the pid namespace
+        rec = h.pids.get(role)
+        if _alive(rec):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rec[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(_alive(h.pids.get(r)) for r in ("init", "unshare")):
+        if time.monotonic() > deadline:
+            raise LabError(f"{h.name}: processes {h.pids} still alive after SIGKILL")
+        time.sleep(0.01)
+    h.pids = {}
+
+
+def _teardown(h: LabHost) -> None:
+    """Kill one host, unmount its overlay, delete its links and namespace. Safe to repeat."""
+    _kill(h)
+    errors = []
+    for mp in mounts_under(Path(h.overlay["merged"])):
+        res = subprocess.run(["umount", mp], capture_output=True, text=True)
+        if res.returncode != 0:
+            errors.append(f"umount {mp}: {res.stderr.strip()}")
+    # Deleting the VM end removes the pair at once (netns teardown is asynchronous in the kernel).
+    if Path(f"/sys/class/net/{h.veth}").exists():
+        subprocess.run(["ip", "link", "del", h.veth], capture_output=True)
+    if Path(f"/run/netns/{h.netns}").exists():
+        res = subprocess.run(["ip", "netns", "del", h.netns], capture_output=True, text=True)
+        if res.returncode != 0:
+            errors.append(f"ip netns del {h.netns}: {res.stderr.strip()}")
+    if errors:
+        raise LabError("; ".join(errors))
+
+
+def _down(state_dir: Path) -> None:
+    hosts = load(state_dir)
+    errors = []
+    if hosts:
+        try:
+            _parallel(_teardown, hosts, "teardown")
+        except LabError as e:
+            errors.append(str(e))
+    # mounts left by an interrupted up() whose hosts were never recorded
+    for mp in mounts_under(state_dir / "hosts"):
+        res = subprocess.run(["umount", mp], capture_output=True, text=True)
+        if res.returncode != 0:
+            errors.append(f"umount {mp}: {res.stderr.strip()}")
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+    if errors:
+        raise LabError("lab down incomplete: " + "; ".join(errors))
+    shutil.rmtree(state_dir / "hosts", ignore_errors=True)
+    for f in ("hosts.json", "known_hosts", "init.sh", "ssh_config"):
+        (state_dir / f).unlink(missing_ok=True)
+
+
+def down(state_dir: Path | str = DEFAULT_STATE) -> None:
+    """Stop every lab host and remove mounts, namespaces, links and upper dirs. Idempotent."""
+    _require_root()
+    state_dir = Path(state_dir).resolve()
+    if not state_dir.exists():
+        return
+    with _locked(state_dir):
+        _down(state_dir)
+
+
+def _find(state_dir: Path, name: str) -> tuple[list[LabHost], LabHost]:
+    hosts = load(state_dir)
+    for h in hosts:
+        if h.name == name:
+            return hosts, h
+    raise LabError(f"no lab host named {name!r} in {state_dir} (hosts: {', '.join(x.name for x in hosts) or 'none'})")
+
+
+def stop_host(name: str, state_dir: Path | str = DEFAULT_STATE) -> None:
+    """Kill one host's processes (it becomes unreachable); its overlay and network stay for start_host."""
+    _require_root()
+    state_dir = Path(state_dir).resolve()
+    with _locked(state_dir):
+        hosts, h = _find(state_dir, name)
+        _kill(h)
+        _save(state_dir, hosts, **_extra(state_dir))
+
+
+def start_host(name: str, state_dir: Path | str = DEFAULT_STATE, timeout: float = 30) -> LabHost:
+    """Start a stopped host again (same disk, keys and address) and wait for its sshd."""
+    _require_root()
+    state_dir = Path(state_dir).resolve()
+    with _locked(state_dir):
+        hosts, h = _find(state_dir, name)
+        if _alive(h.pids.get("init")):
+            return h
+        _launch(h, _write_init(state_dir))
+        _save(state_dir, hosts, **_extra(state_dir))
+        _wait_ssh(h, timeout)
+        return h
+
+
+def _extra(state_dir: Path) -> dict:
+    d = json.loads(_state_file(state_dir).read_text())
+    return {k: v for k, v in d.items() if k not in ("bridge", "hosts")}
+
+
+def exec_in(name: str, cmd: list[str] | str, state_dir: Path | str = DEFAULT_STATE, check: bool = False,
+            input: str | None = None, timeout: float | None = 60) -> subprocess.CompletedProcess:
+    """Run a command inside a host's namespaces and root (nsenter), for test setup such as planting drift."""
+    _require_root()
+    _, h = _find(Path(state_dir).resolve(), name)
+    if not _alive(h.pids.get("init")):
+        raise LabError(f"{name} is not running")
+    argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+    full = ["nsenter", "-t", str(h.pids["init"][0]), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--",
+            "env", "-i", f"PATH={_PATH}", "HOME=/root", "LC_ALL=C", *argv]
+    res = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise LabError(f"exec in {name} failed (rc={res.returncode}): {' '.join(argv)}: {res.stderr.strip()}")
+    return res
+
+
+def status(state_dir: Path | str = DEFAULT_STATE) -> list[dict]:
+    """The state file's hosts, each with `running` (its recorded init is alive)."""
+    out = []
+    for h in load(state_dir):
+        d = h.to_dict()
+        d["running"] = _alive(h.pids.get("init"))
+        out.append(d)
+    return out
