@@ -62,7 +62,11 @@ def _make_state(inventory_path: str, limit: tuple[str, ...], parallel: int, fail
             raise InputError(inventory_path, "--limit", f"no host or group matches {', '.join(limit)}")
     state.init(inventory, config, initial_limit=limit_hosts)
     state.set_stage(StateStage.Connect)
-    return state
+    return state, (limit_hosts or list(inventory))
+
+
+def display_name(h) -> str:
+    return str(h.data.get("kijun_name") or h.name)
 
 
 def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, limit: tuple[str, ...] = (),
@@ -75,14 +79,13 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
     from pyinfra.context import ctx_host, ctx_state
 
     ops.DRY_RUN = dry
-    state = _make_state(inventory_path, limit, parallel, fail_percent, tofu)
-    hosts = state.inventory.get_active_hosts()
+    state, hosts = _make_state(inventory_path, limit, parallel, fail_percent, tofu)
     results: dict[str, HostApply] = {}
     connect_all(state)
     for h in hosts:
         if h not in state.active_hosts:
-            results[h.name] = HostApply(h.name, False, "cannot connect (unreachable, auth or host key failure)")
-            progress(f"{h.name}: unreachable")
+            results[h.name] = HostApply(display_name(h), False, "cannot connect (unreachable, auth or host key failure)")
+            progress(f"{display_name(h)}: unreachable")
     state.set_stage(StateStage.Prepare)
     metas: dict[str, list[tuple[str, str, object]]] = {}
     for h in hosts:
@@ -92,11 +95,11 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
             target = target_from_host(inventory_path, h.name, h.data.dict(), list(h.groups))
             calls = host_calls(base, target, run_id)
             metas[h.name] = [(cid, name, add_op(state, ops.enforce, host=h, name=name, **kw)[h]) for cid, name, kw in calls]
-            results[h.name] = HostApply(h.name, True)
+            results[h.name] = HostApply(display_name(h), True)
         except InputError as exc:
-            results[h.name] = HostApply(h.name, True, str(exc))
+            results[h.name] = HostApply(display_name(h), True, str(exc))
         except Exception as exc:  # one host's failure must not abort the others
-            results[h.name] = HostApply(h.name, True, f"{type(exc).__name__}: {exc}")
+            results[h.name] = HostApply(display_name(h), True, f"{type(exc).__name__}: {exc}")
             state.fail_hosts({h})
     by_name = {h.name: h for h in hosts}
     with ctx_state.use(state):
@@ -109,7 +112,7 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
                         results[name].ops.append(OpOutcome(cid, opname, "failed", f"{type(exc).__name__}: {exc}"))
                         continue
                     results[name].ops.append(OpOutcome(cid, opname, "would-change" if change else "unchanged"))
-            progress(f"{name}: {len(results[name].controls('would-change'))} control(s) drifted")
+            progress(f"{results[name].host}: {len(results[name].controls('would-change'))} control(s) drifted")
     if not dry:
         state.set_stage(StateStage.Execute)
         try:
@@ -126,7 +129,7 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
                     status, detail = "failed", planned.detail or "not executed (host failed earlier)"
                 outcomes.append(OpOutcome(cid, opname, status, detail))
             results[name].ops = outcomes
-            progress(f"{name}: {len(results[name].controls('changed'))} control(s) changed, "
+            progress(f"{results[name].host}: {len(results[name].controls('changed'))} control(s) changed, "
                      f"{len(results[name].controls('failed'))} failed")
     state.set_stage(StateStage.Disconnect)
     disconnect_all(state)
@@ -140,12 +143,12 @@ def rollback(inventory_path: str, run_id: str, limit: tuple[str, ...] = (), para
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import StateStage
 
-    state = _make_state(inventory_path, limit, parallel, None, tofu)
-    hosts = state.inventory.get_active_hosts()
+    state, hosts = _make_state(inventory_path, limit, parallel, None, tofu)
     connect_all(state)
-    results = {h.name: HostApply(h.name, False, "cannot connect") for h in hosts if h not in state.active_hosts}
+    results = {h.name: HostApply(display_name(h), False, "cannot connect") for h in hosts if h not in state.active_hosts}
     state.set_stage(StateStage.Prepare)
     metas = {}
+    by_name = {h.name: h for h in hosts}
     for h in hosts:
         if h.name not in results:
             metas[h.name] = add_op(state, ops.rollback, host=h, name=f"rollback {run_id}", run_id=run_id)[h]
@@ -157,6 +160,6 @@ def rollback(inventory_path: str, run_id: str, limit: tuple[str, ...] = (), para
     for name, meta in metas.items():
         ok = meta.is_complete() and meta.did_succeed()
         detail = "" if ok else "\n".join((meta.stderr_lines if meta.is_complete() else [])[-3:]) or "not executed"
-        results[name] = HostApply(name, True, "" if ok else detail, [OpOutcome("", f"rollback {run_id}", "changed" if ok else "failed", detail)])
+        results[name] = HostApply(display_name(by_name[name]), True, "" if ok else detail, [OpOutcome("", f"rollback {run_id}", "changed" if ok else "failed", detail)])
     disconnect_all(state)
     return [results[h.name] for h in hosts]

@@ -32,7 +32,7 @@ class SshdOption(ControlType):
     params_schema = {
         "type": "object",
         "properties": {
-            "key": {"type": "string", "pattern": r"^[A-Za-z]+$"},
+            "key": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9]*$"},
             "value": {"type": ["string", "integer"]},
             "compare": {"enum": ["eq", "ge", "le"]},
         },
