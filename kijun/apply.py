@@ -94,7 +94,9 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
         try:
             target = target_from_host(inventory_path, h.name, h.data.dict(), list(h.groups))
             calls = host_calls(base, target, run_id)
-            metas[h.name] = [(cid, name, add_op(state, ops.enforce, host=h, name=name, **kw)[h]) for cid, name, kw in calls]
+            # _ignore_errors: one control that cannot be applied must not stop the host's other controls
+            metas[h.name] = [(cid, name, add_op(state, ops.enforce, host=h, name=name, _ignore_errors=True, **kw)[h])
+                             for cid, name, kw in calls]
             results[h.name] = HostApply(display_name(h), True)
         except InputError as exc:
             results[h.name] = HostApply(display_name(h), True, str(exc))

@@ -9,6 +9,7 @@ and verify cannot disagree about what drift is.
 from __future__ import annotations
 
 import importlib
+import posixpath
 import secrets
 import shlex
 from io import StringIO
@@ -70,7 +71,9 @@ def backup_commands(run_id: str, paths: list[str]) -> list[str]:
         q = shlex.quote(path)
         cmds.append(
             f"grep -qxF {shlex.quote('present ' + path)} {d}/manifest || grep -qxF {shlex.quote('absent ' + path)} {d}/manifest || "
-            f"{{ if [ -e {q} ]; then cp -a --parents {q} {d}/files/ && echo {shlex.quote('present ' + path)} >> {d}/manifest; "
+            # not `cp --parents`: coreutils 9.1 (bookworm) fails on it with -a and absolute paths
+            f"{{ if [ -e {q} ]; then mkdir -p {shlex.quote(d + '/files' + posixpath.dirname(path))} && "
+            f"cp -a {q} {shlex.quote(d + '/files' + path)} && echo {shlex.quote('present ' + path)} >> {d}/manifest; "
             f"else echo {shlex.quote('absent ' + path)} >> {d}/manifest; fi; }}"
         )
     return cmds

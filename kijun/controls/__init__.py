@@ -2,12 +2,21 @@
 
 from kijun.controls.base import REGISTRY, ControlType, OpCall, ProbeOutput, get  # noqa: F401
 from kijun.controls import (  # noqa: F401  (registration side effects)
+    antivirus,
+    audit_watch,
+    egress_firewall,
     file_content,
     file_mode,
+    fim,
+    inactive_accounts,
     kmod_blacklist,
+    log_retention,
     package,
+    password_policy,
+    patch_state,
     service,
     setting,
     sshd_option,
     sysctl,
+    time_sync,
 )

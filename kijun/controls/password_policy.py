@@ -1,0 +1,151 @@
+"""Password rules: pwquality length/classes, login.defs ageing, and the ageing of existing accounts.
+
+pwquality reads pwquality.conf.d/*.conf first, then pwquality.conf (later wins), and arguments
+on the pam_pwquality line override both; login.defs only affects accounts created later, so
+existing human accounts' shadow max days are judged too.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kijun.controls.base import ControlType, OpCall, Verdict, error, register, sh_quote, verdict
+from kijun.controls.confparse import read_setting
+from kijun.controls.inactive_accounts import PASSWD, account_probes, exempt_accounts, human_accounts, parse_shadow
+from kijun.controls.package import Package
+from kijun.controls.setting import file_probe, line_ops
+from kijun.facts import installed_packages
+from kijun.probe import HOST_FACT_PROBES
+
+PWQ = "/etc/security/pwquality.conf"
+PWQ_D_CMD = "grep -Hs '' /etc/security/pwquality.conf.d/*.conf; true"
+LOGIN_DEFS = "/etc/login.defs"
+PAM = "/etc/pam.d/common-password"
+PKG = "libpam-pwquality"
+
+
+def pwquality_value(out, key: str) -> tuple[str | None, str]:
+    """Effective value and where it came from: PAM argument > pwquality.conf > conf.d (last file wins)."""
+    for line in out[f"file.{PAM}"].stdout.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 3 and words[0] == "password" and any(w.endswith("pam_pwquality.so") for w in words):
+            for w in words:
+                if w.startswith(key + "="):
+                    return w.split("=", 1)[1], PAM
+    main = out[f"file.{PWQ}"]
+    if main.rc == 0:
+        v = read_setting(main.stdout, key, "=")
+        if v is not None:
+            return v, PWQ
+    value, source = None, ""
+    by_file: dict[str, list[str]] = {}
+    for line in out["pwquality.conf.d"].stdout.splitlines():
+        path, _, text = line.partition(":")
+        by_file.setdefault(path, []).append(text)
+    for path in sorted(by_file):
+        v = read_setting("\n".join(by_file[path]), key, "=")
+        if v is not None:
+            value, source = v, path
+    return value, source
+
+
+def pam_enabled(out) -> bool:
+    return any(len(w) >= 3 and w[0] == "password" and any(x.endswith("pam_pwquality.so") for x in w)
+               for w in (l.split("#", 1)[0].split() for l in out[f"file.{PAM}"].stdout.splitlines()))
+
+
+def _num(v: str | None) -> int | None:
+    try:
+        return int(str(v).split()[0])
+    except (ValueError, IndexError, TypeError):
+        return None
+
+
+@register
+class PasswordPolicy(ControlType):
+    name = "password_policy"
+    params_schema = {
+        "type": "object",
+        "properties": {
+            "min_length": {"type": "integer", "minimum": 6},
+            "max_days": {"type": "integer", "minimum": 1},
+            "min_days": {"type": "integer", "minimum": 0},
+            "warn_days": {"type": "integer", "minimum": 0},
+            "min_classes": {"type": "integer", "minimum": 1, "maximum": 4},
+            "uid_min": {"type": "integer", "minimum": 1, "default": 1000},
+            "exempt": {"type": "array", "items": {"type": "string"},
+                       "description": "accounts whose shadow max days are left alone (root and the connecting account always are)"},
+        },
+        "required": ["min_length", "max_days", "min_days", "warn_days"],
+    }
+
+    def probes(self, p):
+        return {"dpkg.status": HOST_FACT_PROBES["dpkg.status"], **file_probe(PWQ), "pwquality.conf.d": PWQ_D_CMD,
+                **file_probe(PAM), **file_probe(LOGIN_DEFS), **account_probes()}
+
+    def _checks(self, p, out) -> list[tuple[str, bool, str]]:
+        """(what, ok, observed) per requirement."""
+        checks = []
+        installed = PKG in installed_packages(out)
+        checks.append(("package", installed and pam_enabled(out),
+                       f"{PKG} {'installed' if installed else 'missing'}, pam_pwquality {'on' if pam_enabled(out) else 'off'}"))
+        wanted = [("minlen", p["min_length"])] + ([("minclass", p["min_classes"])] if "min_classes" in p else [])
+        for key, want in wanted:
+            v, src = pwquality_value(out, key)
+            checks.append((key, _num(v) is not None and _num(v) >= want, f"{key}={v if v is not None else 'unset'}"
+                           + (f" ({src})" if src and src != PWQ else "")))
+        defs = out[f"file.{LOGIN_DEFS}"].stdout if out[f"file.{LOGIN_DEFS}"].rc == 0 else ""
+        for key, want, le in (("PASS_MAX_DAYS", p["max_days"], True), ("PASS_MIN_DAYS", p["min_days"], False),
+                              ("PASS_WARN_AGE", p["warn_days"], False)):
+            v = _num(read_setting(defs, key))
+            checks.append((key, v is not None and (v <= want if le else v >= want), f"{key}={v if v is not None else 'unset'}"))
+        checks.append(("accounts", not self._long_lived(p, out), "max days too long: " + ", ".join(self._long_lived(p, out))))
+        return checks
+
+    def _long_lived(self, p, out) -> list[str]:
+        if out[f"file.{PASSWD}"].rc != 0 or out["shadow.summary"].rc != 0:
+            raise ValueError("cannot read /etc/passwd or /etc/shadow")
+        shadow = parse_shadow(out["shadow.summary"].stdout)
+        exempt = exempt_accounts(p, out)  # an expired password would stop the operator's key logins too
+        return [u for u in human_accounts(out[f"file.{PASSWD}"].stdout, p.get("uid_min", 1000)) if u not in exempt
+                and (shadow.get(u) is None or shadow[u].max is None or shadow[u].max < 0 or shadow[u].max > p["max_days"])]
+
+    def evaluate(self, p, out):
+        expected = (f"{PKG} on, minlen>={p['min_length']}" + (f", minclass>={p['min_classes']}" if "min_classes" in p else "")
+                    + f", PASS_MAX_DAYS<={p['max_days']}, PASS_MIN_DAYS>={p['min_days']}, PASS_WARN_AGE>={p['warn_days']},"
+                    f" accounts' max days<={p['max_days']}")
+        try:
+            checks = self._checks(p, out)
+        except ValueError as exc:
+            return error(str(exc))
+        bad = [obs for _, ok, obs in checks if not ok]
+        if bad:
+            return Verdict("fail", "; ".join(bad), expected)
+        return verdict(True, "; ".join(obs for what, _, obs in checks if what != "accounts") + "; accounts ok", expected)
+
+    def operations(self, p, out):
+        ok = {what: good for what, good, _ in self._checks(p, out)}
+        ops = []
+        if PKG not in installed_packages(out):
+            ops += Package().operations({"state": "present", "names": [PKG]}, out)
+        elif not pam_enabled(out):
+            ops.append(OpCall("kijun.ops.shell", {"commands": ["pam-auth-update --enable pwquality"]}, "enable pam_pwquality"))
+        for key, want in [("minlen", p["min_length"])] + ([("minclass", p["min_classes"])] if "min_classes" in p else []):
+            if not ok[key]:
+                ops += line_ops(PWQ, key, want, "=")
+                if pwquality_value(out, key)[1] == PAM:  # a PAM argument would still override the file
+                    ops.append(OpCall("kijun.ops.shell", {"commands": [
+                        f"sed -i -E '/pam_pwquality\\.so/s/(^|[[:space:]]){key}=[0-9]+//' {PAM}"]}, f"drop {key}= from {PAM}"))
+        for key, want in (("PASS_MAX_DAYS", p["max_days"]), ("PASS_MIN_DAYS", p["min_days"]), ("PASS_WARN_AGE", p["warn_days"])):
+            if not ok[key]:
+                ops += line_ops(LOGIN_DEFS, key, want, " ")
+        if not ok["accounts"]:
+            ops.append(OpCall("kijun.ops.shell", {"commands": [f"chage -M {p['max_days']} {sh_quote(u)}"
+                                                                for u in self._long_lived(p, out)]}, "password max age"))
+        return ops
+
+    def files(self, p):
+        return [PWQ, LOGIN_DEFS, PAM, "/etc/shadow"]
+
+    def describe(self, p):
+        return f"password policy: length >= {p['min_length']}, max age {p['max_days']} days"
