@@ -104,17 +104,19 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
             results[h.name] = HostApply(display_name(h), True, f"{type(exc).__name__}: {exc}")
             state.fail_hosts({h})
     by_name = {h.name: h for h in hosts}
-    with ctx_state.use(state):
-        for name, items in metas.items():
-            with ctx_host.use(by_name[name]):
-                for cid, opname, meta in items:
-                    try:
-                        change = meta.will_change
-                    except Exception as exc:
-                        results[name].ops.append(OpOutcome(cid, opname, "failed", f"{type(exc).__name__}: {exc}"))
-                        continue
-                    results[name].ops.append(OpOutcome(cid, opname, "would-change" if change else "unchanged"))
-            progress(f"{results[name].host}: {len(results[name].controls('would-change'))} control(s) drifted")
+    for name, items in metas.items():
+        if not dry:  # judged at execution, against the host as the earlier operations left it
+            results[name].ops = [OpOutcome(cid, opname, "pending") for cid, opname, _ in items]
+            continue
+        with ctx_state.use(state), ctx_host.use(by_name[name]):
+            for cid, opname, meta in items:
+                try:
+                    change = meta.will_change
+                except Exception as exc:
+                    results[name].ops.append(OpOutcome(cid, opname, "failed", f"{type(exc).__name__}: {exc}"))
+                    continue
+                results[name].ops.append(OpOutcome(cid, opname, "would-change" if change else "unchanged"))
+        progress(f"{results[name].host}: {len(results[name].controls('would-change'))} control(s) drifted")
     if not dry:
         state.set_stage(StateStage.Execute)
         try:

@@ -22,16 +22,14 @@ def host_calls(base: Baseline, target: HostTarget, run_id: str) -> list[tuple[st
     """(control id, operation name, enforce kwargs) for every applicable item, in baseline order."""
     host_plan = plan.plan_host(base, target)
     probes = check.probes_for(host_plan, with_facts=False)  # all of them: one round trip judges the host
+    items = [(pc, item) for pc in host_plan if pc.applicable for item in pc.items]
     calls = []
-    for pc in host_plan:
-        if not pc.applicable:
-            continue
-        for item in pc.items:
-            name = f"{pc.control.id}: {REGISTRY[item.type].describe(item.params)}"
-            calls.append((pc.control.id, name, {
-                "item_type": item.type, "params": item.params, "control_id": pc.control.id,
-                "run_id": run_id, "probes": probes,
-            }))
+    for pc, item in sorted(items, key=lambda pair: REGISTRY[pair[1].type].stage):  # stable: baseline order within a stage
+        name = f"{pc.control.id}: {REGISTRY[item.type].describe(item.params)}"
+        calls.append((pc.control.id, name, {
+            "item_type": item.type, "params": item.params, "control_id": pc.control.id,
+            "run_id": run_id, "probes": probes,
+        }))
     return calls
 
 

@@ -25,6 +25,7 @@ BACKUP_ROOT = "/var/lib/kijun/backup"
 # Set by `kijun apply --dry`: nothing executes, so probe output never goes stale.
 DRY_RUN = False
 _PROBE_CACHE: dict[str, dict] = {}
+_CHANGED: set[str] = set()  # hosts an operation has changed: their cached probe output is gone
 
 
 class KijunProbe(FactBase):
@@ -41,21 +42,22 @@ def _host_key() -> str:
     return f"{id(host.state)}:{host.name}"
 
 
-def probe_host(probes: dict[str, str]) -> dict:
-    """Probe output for this host, one round trip per host while nothing has changed."""
-    cached = _PROBE_CACHE.get(_host_key())
-    if cached is not None and all(k in cached for k in probes):
-        return cached
+def _run_probes(probes: dict[str, str]) -> dict:
     nonce = secrets.token_hex(6)
     text = host.get_fact(KijunProbe, script=probe.build_script(probes, nonce))
-    out = probe.parse_output(text or "", nonce)
-    _PROBE_CACHE[_host_key()] = out
-    return out
+    return probe.parse_output(text or "", nonce)
 
 
-def prime(probes: dict[str, str]) -> None:
-    """Probe everything a host's baseline needs in one round trip before its operations are judged."""
-    probe_host(probes)
+def probe_item(own: dict[str, str], everything: dict[str, str] | None) -> dict:
+    """Probe output for one item. The first item of a host probes everything in one round trip;
+    once an operation has changed the host, each later item re-probes only its own keys."""
+    key = _host_key()
+    cached = _PROBE_CACHE.get(key, {})
+    if all(k in cached for k in own):
+        return cached
+    fetched = _run_probes(own if key in _CHANGED or not everything else everything)
+    _PROBE_CACHE[key] = {**cached, **fetched}
+    return _PROBE_CACHE[key]
 
 
 def _resolve(dotted: str):
@@ -82,7 +84,7 @@ def backup_commands(run_id: str, paths: list[str]) -> list[str]:
 @operation()
 def enforce(item_type: str, params: dict, control_id: str, run_id: str, probes: dict | None = None):
     ctype = REGISTRY[item_type]
-    out = probe_host(probes or ctype.probes(params))
+    out = probe_item(ctype.probes(params), probes)
     verdict = ctype.evaluate(params, out)
     if verdict.status in ("pass", "not-applicable"):
         host.noop(f"{control_id}: {ctype.describe(params)} ({verdict.status})")
@@ -91,10 +93,12 @@ def enforce(item_type: str, params: dict, control_id: str, run_id: str, probes: 
     if not calls:
         host.noop(f"{control_id}: {ctype.describe(params)}: no automatic fix ({verdict.observed})")
         return
-    if not DRY_RUN:
-        _PROBE_CACHE.pop(_host_key(), None)  # this op changes the host: later items must re-probe
-    if ctype.files(params):
-        yield from backup_commands(run_id, ctype.files(params))
+    if not DRY_RUN:  # this op changes the host: later items must not trust what was probed before
+        _PROBE_CACHE[_host_key()] = {}
+        _CHANGED.add(_host_key())
+    files = ctype.files(params, out)
+    if files:
+        yield from backup_commands(run_id, files)
     for call in calls:
         yield from _resolve(call.op)._inner(**call.kwargs)
 

@@ -85,7 +85,7 @@ class AuditWatch(ControlType):
         ops.append(OpCall("kijun.ops.shell", {"commands": cmds}, f"audit watches ({p['key']})"))
         return ops
 
-    def files(self, p):
+    def files(self, p, out=None):
         return [self._file(p)]
 
     def describe(self, p):

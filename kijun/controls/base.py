@@ -30,6 +30,9 @@ class ControlType:
     # Whether apply can bring the item into the desired state at all (e.g. a security-update
     # backlog needs a package mirror; an item that only observes sets this False).
     enforceable: ClassVar[bool] = True
+    # Apply order across a host's items: a type that judges what other items install (e.g. the
+    # logrotate files packages drop in) runs in a later stage.
+    stage: ClassVar[int] = 1
 
     def probes(self, p: Mapping[str, Any]) -> dict[str, str]:
         """key -> shell command. Keys are global: the same key must always mean the same command."""
@@ -43,7 +46,7 @@ class ControlType:
         evaluate() did not pass, with the same probe output, so apply and verify agree on drift."""
         raise NotImplementedError
 
-    def files(self, p: Mapping[str, Any]) -> list[str]:
+    def files(self, p: Mapping[str, Any], out: Mapping[str, ProbeOutput] | None = None) -> list[str]:
         """Files the operations may replace: backed up before any change, for rollback."""
         return []
 

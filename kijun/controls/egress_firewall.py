@@ -233,7 +233,7 @@ if command -v systemctl >/dev/null; then systemctl enable nftables; fi"""
                 "delete the IPv4 default route"))
         return ops
 
-    def files(self, p):
+    def files(self, p, out=None):
         return [DROPIN, MAIN]
 
     def describe(self, p):

@@ -43,7 +43,7 @@ class FileContent(ControlType):
         return [OpCall("kijun.ops.put_text", {"dest": p["path"], "content": content, "mode": p.get("mode", "0644")},
                        f"write {p['path']}")]
 
-    def files(self, p):
+    def files(self, p, out=None):
         return [p["path"]]
 
     def describe(self, p):

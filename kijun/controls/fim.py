@@ -68,7 +68,7 @@ class Fim(ControlType):
             ops.append(OpCall("kijun.ops.put_text", {"dest": cron, "content": CRON_SCRIPT, "mode": "0755"}, f"write {cron}"))
         return ops
 
-    def files(self, p):
+    def files(self, p, out=None):
         return [s for s in p["schedule"] if s.startswith("/etc/cron")][:1]
 
     def describe(self, p):

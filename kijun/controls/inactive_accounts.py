@@ -174,7 +174,7 @@ class InactiveAccounts(ControlType):
         cmds += [f"usermod -L -e 1 {sh_quote(u)}" for u in j["stale"]]
         return [OpCall("kijun.ops.shell", {"commands": cmds}, "account inactivity limits, lock unused accounts")] if cmds else []
 
-    def files(self, p):
+    def files(self, p, out=None):
         return ["/etc/default/useradd", "/etc/shadow"]
 
     def describe(self, p):

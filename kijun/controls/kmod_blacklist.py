@@ -67,7 +67,7 @@ class KmodBlacklist(ControlType):
                               "unload modules"))
         return ops
 
-    def files(self, p):
+    def files(self, p, out=None):
         return [self._path(p)]
 
     def describe(self, p):

@@ -202,6 +202,7 @@ def fixed_files(files: dict[str, list[str]], days: int) -> dict[str, list[str]]:
 @register
 class LogRetention(ControlType):
     name = "log_retention"
+    stage = 2  # packages installed by other items add logrotate stanzas: judge them afterwards
     params_schema = {
         "type": "object",
         "properties": {"days": {"type": "integer", "minimum": 1}},

@@ -144,7 +144,7 @@ class PasswordPolicy(ControlType):
                                                                 for u in self._long_lived(p, out)]}, "password max age"))
         return ops
 
-    def files(self, p):
+    def files(self, p, out=None):
         return [PWQ, LOGIN_DEFS, PAM, "/etc/shadow"]
 
     def describe(self, p):

@@ -123,7 +123,7 @@ class PatchState(ControlType):
                               "apt-get update, upgrade security packages"))
         return ops
 
-    def files(self, p):
+    def files(self, p, out=None):
         return [AUTO_FILE]
 
     def describe(self, p):

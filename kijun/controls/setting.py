@@ -51,9 +51,16 @@ class Setting(ControlType):
         return verdict(compare(seen, p["value"], how), f"{p['key']}={seen if seen is not None else 'unset'}", expected)
 
     def operations(self, p, out):
+        section = p.get("section")
+        o = out[f"file.{p['path']}"]
+        if section and (o.rc != 0 or f"[{section}]" not in [l.strip() for l in o.stdout.splitlines()]):
+            # an ini file without the section: a bare key=value would land outside any section
+            rendered = f"{p['key']}={p['value']}" if p.get("separator", " ") == "=" else f"{p['key']} {p['value']}"
+            body = (o.stdout.rstrip("\n") + "\n\n" if o.rc == 0 and o.stdout.strip() else "") + f"[{section}]\n{rendered}\n"
+            return [OpCall("kijun.ops.put_text", {"dest": p["path"], "content": body, "mode": "0644"}, f"{p['path']}: [{section}] {rendered}")]
         return line_ops(p["path"], p["key"], p["value"], p.get("separator", " "))
 
-    def files(self, p):
+    def files(self, p, out=None):
         return [p["path"]]
 
     def describe(self, p):

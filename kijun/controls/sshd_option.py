@@ -60,7 +60,7 @@ class SshdOption(ControlType):
         return [OpCall("kijun.ops.guarded_sshd", {"key": p["key"], "value": p["value"], "script": fix_script(p["key"], p["value"])},
                        f"sshd {p['key']} {p['value']}")]
 
-    def files(self, p):
+    def files(self, p, out=None):
         return [DROPIN, "/etc/ssh/sshd_config"]
 
     def describe(self, p):

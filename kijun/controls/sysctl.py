@@ -67,7 +67,7 @@ class Sysctl(ControlType):
                        {"key": p["key"], "value": p["value"], "persist": True, "persist_file": PERSIST_FILE},
                        f"sysctl {p['key']}={p['value']}")]
 
-    def files(self, p):
+    def files(self, p, out=None):
         return [PERSIST_FILE]
 
     def describe(self, p):

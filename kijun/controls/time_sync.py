@@ -105,7 +105,7 @@ class TimeSync(ControlType):
                                   f"ntpsec server {s}"))
         return ops
 
-    def files(self, p):
+    def files(self, p, out=None):
         return [DROPINS[x] for x in p["any_of"] if x in DROPINS] + (["/etc/ntpsec/ntp.conf"] if "ntpsec" in p["any_of"] else [])
 
     def describe(self, p):

@@ -29,7 +29,7 @@ BASE_PACKAGES = [
 # Extend this list when a baseline needs more packages; it is part of the cache key.
 REPO_PACKAGES = [
     "aide", "aide-common", "clamav", "clamav-freshclam", "unattended-upgrades", "libpam-pwquality",
-    "chrony", "auditd", "rsyslog",
+    "chrony", "auditd", "rsyslog", "apparmor", "logwatch",
     # "forbidden" packages, used to plant drift
     "tcpdump", "nmap", "transmission-cli",
 ]
