@@ -28,10 +28,13 @@ from pathlib import Path
 from kijun.lab.rootfs import DEFAULT_CACHE, build_rootfs, mounts_under
 
 DEFAULT_STATE = Path(os.environ.get("KIJUN_LAB_STATE", "/var/lib/kijun/lab"))
-BRIDGE = "kijunbr0"
-BRIDGE_ADDR = "10.77.0.1/16"
-NETNS_PREFIX = "kijun-"
-VETH_PREFIX = "kjv"  # VM-side veth names: kjv0, kjv1... (15-char limit on interface names)
+# KIJUN_LAB_NET=N (0-9) runs a second, separate lab beside the first (e.g. a benchmark beside tests).
+NET = int(os.environ.get("KIJUN_LAB_NET", "0"))
+BRIDGE = f"kijunbr{NET}"
+SUBNET = f"10.{77 + NET}"
+BRIDGE_ADDR = f"{SUBNET}.0.1/16"
+NETNS_PREFIX = "kijun-" if NET == 0 else f"kijun{NET}-"
+VETH_PREFIX = "kjv" if NET == 0 else f"kj{NET}v"  # VM-side veth names: kjv0... (15-char limit on names)
 CLASSES = ("I", "II", "III", "IV")
 ROLES = ("web", "db", "file")
 ORGANISATION = "lab-ministry"
@@ -84,7 +87,7 @@ def host_name(i: int) -> str:
 
 
 def host_address(i: int) -> str:
-    return f"10.77.{i // 250}.{i % 250 + 2}"
+    return f"{SUBNET}.{i // 250}.{i % 250 + 2}"
 
 
 # Runs as pid 1 of the host's new namespaces, with the VM's /bin/sh, until it execs tini from the

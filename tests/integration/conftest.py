@@ -16,7 +16,7 @@ from typing import NamedTuple
 import pytest
 
 from kijun.lab import LabHost, down, up
-from kijun.lab.hosts import BRIDGE
+from kijun.lab.hosts import BRIDGE, VETH_PREFIX
 
 
 class Lab(NamedTuple):
@@ -51,7 +51,7 @@ def lab_leftovers(state_dir: Path, pids: list[int] = ()) -> list[str]:
     left += [f"netns {n.split()[0]}" for n in netns if n.startswith("kijun-")]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.split("\n")
     left += [f"link {ln.split(':')[1].strip()}" for ln in links
-             if ln.count(":") > 1 and ln.split(":")[1].strip().split("@")[0].startswith(("kjv", BRIDGE))]
+             if ln.count(":") > 1 and ln.split(":")[1].strip().split("@")[0].startswith((VETH_PREFIX, BRIDGE))]
     # the init of each host's pid namespace: the kernel kills everything inside when it dies
     ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout.split("\n")
     left += [f"process {p.strip()}" for p in ps if f"/bin/sh {state_dir}/init.sh" in p]
