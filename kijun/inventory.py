@@ -73,8 +73,8 @@ def target_from_host(path: str, name: str, data: dict[str, Any], groups: list[st
             "known_hosts": data.get("ssh_known_hosts_file"),
             "strict": data.get("ssh_strict_host_key_checking", "yes"),
             "sudo": bool(data.get("_sudo")),
+            # Jump hosts for branch networks: an ssh_config with ProxyJump, honoured by pyinfra and OpenSSH alike.
             "config_file": data.get("ssh_config_file"),
-            "jump": data.get("kijun_jump"),
         },
     )
 

@@ -26,8 +26,6 @@ def ssh_options(target: HostTarget, connect_timeout: int = 10) -> list[str]:
             "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
     if ssh.get("known_hosts"):
         opts += ["-o", f"UserKnownHostsFile={ssh['known_hosts']}"]
-    if ssh.get("jump"):
-        opts += ["-J", str(ssh["jump"])]
     return opts
 
 
