@@ -58,14 +58,21 @@ def lab_leftovers(state_dir: Path, pids: list[int] = ()) -> list[str]:
     return left
 
 
+def _cannot_run(reason: str):
+    """Skip on a developer machine; in CI (CI=true) a lab that cannot start is a failure, not a skip."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI must run the lab integration tests: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def lab():
     if os.geteuid() != 0:
-        pytest.skip("lab integration tests need root (network namespaces, overlay mounts)")
+        _cannot_run("lab integration tests need root (network namespaces, overlay mounts)")
     if not shutil.which("mmdebstrap"):
-        pytest.skip("lab integration tests need mmdebstrap (apt-get install mmdebstrap)")
+        _cannot_run("lab integration tests need mmdebstrap (apt-get install mmdebstrap)")
     if Path(f"/sys/class/net/{BRIDGE}").exists():
-        pytest.skip(f"a lab is already running (bridge {BRIDGE} exists): run `kijun lab down` first")
+        _cannot_run(f"a lab is already running (bridge {BRIDGE} exists): run `kijun lab down` first")
     n = int(os.environ.get("KIJUN_LAB_HOSTS", "3"))
     state_dir = Path(os.environ.get("KIJUN_LAB_TEST_STATE", "/var/lib/kijun/lab-test"))
     old_env = os.environ.get("KIJUN_LAB_STATE")

@@ -26,8 +26,12 @@ def find_rootfs() -> Path | None:
 def skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root (chroot, mounts)"
+    if find_rootfs() is None and shutil.which("mmdebstrap"):
+        from kijun.lab.rootfs import build_rootfs
+
+        build_rootfs()  # cached: built once per machine, as the lab does
     if find_rootfs() is None:
-        return f"no lab rootfs under {LAB_CACHE} yet (built by kijun.lab.rootfs.build_rootfs)"
+        return f"no lab rootfs under {LAB_CACHE} and no mmdebstrap to build one"
     if not shutil.which("unshare"):
         return "unshare (util-linux) not installed"
     return None
