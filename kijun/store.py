@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -53,7 +54,8 @@ SQLITE = _Dialect("sqlite", "INTEGER PRIMARY KEY AUTOINCREMENT", ("BEGIN IMMEDIA
 POSTGRES = _Dialect(
     "postgresql",
     "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-    ("BEGIN", "LOCK TABLE kijun_runs IN SHARE ROW EXCLUSIVE MODE"),
+    # An advisory lock, not LOCK TABLE: it also serialises the first CREATE TABLEs of concurrent writers.
+    ("BEGIN", "SELECT pg_advisory_xact_lock(4242161)"),
 )
 
 
@@ -103,6 +105,11 @@ def _owner_gone(owner: str, updated: str, stale_after: float) -> bool:
     return age.total_seconds() > stale_after
 
 
+def _redact(url: str) -> str:
+    """A store URL fit for messages: a password in postgresql://user:pw@host never reaches a log."""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
 def _sqlite_path(url: str) -> str:
     # sqlite:///relative.db and sqlite:////absolute.db, as in SQLAlchemy; or a plain path.
     path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
@@ -112,11 +119,15 @@ def _sqlite_path(url: str) -> str:
 class Store:
     def __init__(self, url: str | Path | None = None, *, timeout: float = BUSY_TIMEOUT_S):
         url = str(url or os.environ.get(STORE_ENV) or DEFAULT_STORE_PATH.expanduser())
-        self.url = url
+        self.url = _redact(url)  # for messages; a password never reaches a log
         self._lock = threading.RLock()  # one connection; runners may report hosts from threads
+        self._errors: tuple[type[Exception], ...] = (sqlite3.Error,)
         if url.startswith(("postgresql://", "postgres://")):
             self.dialect = POSTGRES
             self._conn = self._connect_postgres(url)
+            import psycopg  # type: ignore[import-not-found]
+
+            self._errors = (psycopg.Error,)
         elif "://" in url and not url.startswith("sqlite:///"):
             raise StoreError(f"{url}: unsupported store URL (use a path, sqlite:///path or postgresql://...)")
         else:
@@ -148,7 +159,10 @@ class Store:
             import psycopg  # type: ignore[import-not-found]
         except ImportError:
             raise StoreError("a postgresql:// store needs psycopg: pip install 'kijun[postgres]'") from None
-        return psycopg.connect(url, autocommit=True)
+        try:
+            return psycopg.connect(url, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreError(f"{_redact(url)}: cannot open store: {' '.join(str(exc).split())}") from None
 
     def close(self) -> None:
         self._conn.close()
@@ -167,8 +181,8 @@ class Store:
             try:
                 cursor = self._conn.execute(self.dialect.sql(sql), params)
                 return cursor.fetchall() if cursor.description else []
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.url}: {' '.join(str(exc).split())}") from None
+            except self._errors as exc:
+                raise StoreError(f"{_redact(self.url)}: {' '.join(str(exc).split())}") from None
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self)

@@ -1,0 +1,116 @@
+"""The result store on a real PostgreSQL server (the shared-use backend).
+
+KIJUN_TEST_POSTGRES_URL names a database the tests may wipe (.ci/run starts a local server and sets it).
+Without it the tests are skipped on a developer machine and fail in CI (CI=true).
+"""
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kijun.report import digest
+from kijun.store import Store, StoreError
+
+from test_store import KILLED_WRITER, REPO, _writer, chain_of, host, run  # noqa: F401 (fixtures below)
+from test_store import key_path, pubkeys, signer  # noqa: F401
+
+URL_ENV = "KIJUN_TEST_POSTGRES_URL"
+
+
+@pytest.fixture
+def pg_url():
+    url = os.environ.get(URL_ENV)
+    if not url:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI must test the PostgreSQL store: set {URL_ENV}")
+        pytest.skip(f"no PostgreSQL server for the tests ({URL_ENV} unset)")
+    psycopg = pytest.importorskip("psycopg")
+    with psycopg.connect(url, autocommit=True) as conn:  # a clean database for each test
+        conn.execute("DROP TABLE IF EXISTS kijun_host_results")
+        conn.execute("DROP TABLE IF EXISTS kijun_runs")
+    return url
+
+
+def sql(url, statement, params=()):
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(statement, params)
+        return cur.fetchall() if cur.description else []
+
+
+def test_chain_signing_and_reading(pg_url, signer, pubkeys):
+    with Store(pg_url) as s:
+        reports = chain_of(s, 3, signer)
+        assert [r["chain"]["sequence"] for r in reports] == [1, 2, 3]
+        assert reports[2]["chain"]["previous"] == digest(reports[1])
+        newest, older = s.latest(2)
+        assert (newest["run_id"], older["run_id"]) == (reports[2]["run_id"], reports[1]["run_id"])
+        assert [r["hosts"] for r in s.runs()] == [1, 1, 1]
+        assert s.get_report(reports[0]["run_id"]) == reports[0]
+        assert s.verify_chain(pubkeys) == []
+
+
+def test_edited_and_removed_reports_are_named(pg_url, signer, pubkeys):
+    with Store(pg_url) as s:
+        reports = chain_of(s, 4, signer)
+    edited, gone = reports[1]["run_id"], reports[2]["run_id"]
+    text = sql(pg_url, "SELECT report FROM kijun_runs WHERE run_id = %s", (edited,))[0][0]
+    sql(pg_url, "UPDATE kijun_runs SET report = %s WHERE run_id = %s",
+        (text.replace('"status":"pass"', '"status":"fail"', 1), edited))
+    sql(pg_url, "DELETE FROM kijun_host_results WHERE run_id = %s", (gone,))
+    sql(pg_url, "DELETE FROM kijun_runs WHERE run_id = %s", (gone,))
+    with Store(pg_url) as s:
+        problems = s.verify_chain(pubkeys)
+    assert any(p.startswith(f"run {edited}: signature does not match") for p in problems), problems
+    assert f"run {reports[3]['run_id']}: sequence 4 follows 2: report(s) 3..3 missing (removed)" in problems
+
+
+def test_killed_writer_keeps_finished_hosts(pg_url, signer, pubkeys):
+    with Store(pg_url) as s:
+        first = run(s, signer)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, pg_url, json.dumps([host("a"), host("b", "fail")])],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 9, proc.stderr
+    run_id = proc.stdout.strip()
+    with Store(pg_url) as s:
+        assert [h["host"] for h in s.host_results(run_id)] == ["a", "b"]
+        assert s.recover_incomplete(signer) == [run_id]
+        report = s.get_report(run_id)
+        assert report["complete"] is False
+        assert [h["host"] for h in report["hosts"]] == ["a", "b"]
+        assert report["chain"] == {"sequence": 2, "previous": digest(first)}
+        assert s.verify_chain(pubkeys) == []
+
+
+def test_concurrent_writers_keep_one_valid_chain(pg_url, key_path, pubkeys):  # noqa: F811
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(3)
+    # No store exists yet: the writers also race to create the tables.
+    procs = [ctx.Process(target=_writer, args=(pg_url, key_path, 6, barrier, tag)) for tag in ("p", "q", "r")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    with Store(pg_url) as s:
+        runs = s.runs()
+        assert sorted(r["sequence"] for r in runs) == list(range(1, 19))
+        assert s.verify_chain(pubkeys) == []
+
+
+def test_errors_are_one_line_and_hide_the_password(pg_url):
+    bad = pg_url.replace("@", "x@", 1) if ":" in pg_url.split("@")[0].split("//")[1] else pg_url + "_missing"
+    with pytest.raises(StoreError) as err:
+        Store(bad)
+    message = str(err.value)
+    assert "\n" not in message and "cannot open store" in message
+    password = bad.split("//")[1].split("@")[0].partition(":")[2]
+    assert not password or password not in message
+    with Store(pg_url) as s, pytest.raises(StoreError, match="unknown run nope"):
+        s.get_report("nope")
