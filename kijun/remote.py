@@ -42,6 +42,22 @@ def testinfra_host(target: HostTarget, connect_timeout: int = 10):
     )
 
 
+# Lines that tell the operator why, in the order they matter; behind a jump host the hop's own
+# verdict comes first and ssh's last line is only the aftermath ("Connection closed by remote host").
+_CAUSES = ("host key verification failed", "remote host identification has changed", "no matching host key",
+           "permission denied", "could not resolve", "no route to host", "connection refused", "timed out")
+
+
+def ssh_failure(stderr: str) -> str:
+    """One line saying why ssh failed, from its stderr."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    for cause in _CAUSES:
+        for ln in lines:
+            if cause in ln.lower():
+                return ln
+    return lines[-1] if lines else "ssh failed"
+
+
 def runner_for(target: HostTarget, connect_timeout: int = 10):
     host = testinfra_host(target, connect_timeout)
 
@@ -50,7 +66,7 @@ def runner_for(target: HostTarget, connect_timeout: int = 10):
             result = host.run(script)
         except RuntimeError as exc:  # testinfra raises on ssh's own failure (exit 255)
             stderr = getattr(exc.args[0], "stderr", "") if exc.args else ""
-            raise Unreachable((stderr or str(exc)).strip().splitlines()[-1] if (stderr or str(exc)).strip() else "ssh failed") from None
+            raise Unreachable(ssh_failure(stderr or str(exc))) from None
         if result.rc != 0 and not result.stdout:
             raise Unreachable(f"probe script failed (rc {result.rc}): {result.stderr.strip()[:200]}")
         return result.stdout
