@@ -1,0 +1,292 @@
+"""Waivers: justified, approved, expiring exceptions to baseline controls.
+
+A waiver file (schema: kijun/schemas/waivers.schema.json, guide: docs/reports-audit.md):
+
+    waivers:
+      - control: SSH-001
+        hosts: [db-01]            # and/or
+        groups: [kanto_branch]    # inventory groups
+        justification: legacy batch job logs in as root until the migration (compensated by ...)
+        approver: 情報システム課長 山田太郎   # head of the unit that accepts the risk
+        expires: 2026-03-31       # last day the waiver holds
+        ticket: RISK-1234         # optional
+
+Missing approver or expiry, an expiry that is no calendar date, or a malformed entry, is rejected
+with one line `file:line: path: reason`. An unknown control id or an expiry in the past loads, but is
+reported (WaiverSet.notes); an expired waiver never waives anything.
+
+apply() turns fail/error results covered by a valid waiver into `waived`, keeps the failure when the
+waiver has expired (and records the expired waiver on the result so reports list it), and never
+touches pass, not-applicable or unreachable results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from kijun.baseline import InputError, _line_index, json_path, line_of
+from kijun.model import Baseline
+
+WAIVABLE = frozenset({"fail", "error"})
+
+
+class _NoDatesLoader(yaml.SafeLoader):
+    """SafeLoader that keeps YYYY-MM-DD as strings, so an impossible date is ours to report."""
+
+
+_NoDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_yaml_plain(path: str | Path) -> tuple[Any, dict[tuple, int], bytes]:
+    """Like kijun.baseline.load_yaml, but dates stay strings (no constructor crash on 2026-02-30)."""
+    path = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(path, "", f"cannot read: {exc.strerror}") from None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        node = yaml.compose(text, Loader=_NoDatesLoader)
+        data = yaml.load(text, Loader=_NoDatesLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = f"YAML syntax error: {getattr(exc, 'problem', None) or exc}"
+        raise InputError(path, "", reason, mark.line + 1 if mark else None) from None
+    return data, (_line_index(node) if node is not None else {}), raw
+
+
+def parse_date(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=None)
+def schema(name: str) -> dict[str, Any]:
+    text = resources.files("kijun").joinpath(f"schemas/{name}.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def schema_reason(e: jsonschema.ValidationError) -> str:
+    """One readable reason for a schema error (shared with kijun.advisory)."""
+    field_name = e.absolute_path[-1] if e.absolute_path else ""
+    if e.validator == "required":
+        missing = e.message.split("'")[1] if "'" in e.message else e.message
+        why = {
+            "approver": "an approver is required (the head of the unit that accepts the risk)",
+            "expires": "an expiry date is required (expires: YYYY-MM-DD): waivers never hold forever",
+            "justification": "a justification is required",
+        }.get(missing)
+        return why or f"{missing!r} is required"
+    if e.validator == "anyOf" and isinstance(e.instance, dict) and "control" in e.instance:
+        return "name the hosts and/or groups the waiver covers (hosts: [...] or groups: [...])"
+    if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+        known = set(e.schema.get("properties", {}))
+        return "unknown key(s): " + ", ".join(repr(k) for k in sorted(set(e.instance) - known))
+    if e.validator in ("minLength", "pattern") and field_name in ("approver", "justification"):
+        return f"{field_name} must not be empty"
+    if e.validator == "pattern" and field_name in ("expires", "deadline", "issued"):
+        return f"{field_name} must be a date YYYY-MM-DD (got {e.instance!r})"
+    if e.validator == "pattern" and field_name == "control":
+        return f"not a control id: {e.instance!r}"
+    return " ".join(e.message.split())[:200]
+
+
+def schema_errors(path: str, data: Any, index: dict[tuple, int], schema_name: str) -> list[InputError]:
+    validator = jsonschema.Draft202012Validator(schema(schema_name))
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    return [InputError(path, json_path(_error_path(e)), schema_reason(e), line_of(index, tuple(e.absolute_path)))
+            for e in errors]
+
+
+def _error_path(e: jsonschema.ValidationError) -> list:
+    """Where the error is; a missing key is named in the path (waivers[0].approver), not only the reason."""
+    path = list(e.absolute_path)
+    if e.validator == "required" and "'" in e.message:
+        path.append(e.message.split("'")[1])
+    return path
+
+
+@dataclass(frozen=True)
+class Waiver:
+    control: str
+    hosts: tuple[str, ...]
+    groups: tuple[str, ...]
+    justification: str
+    approver: str
+    expires: str  # as written, YYYY-MM-DD
+    ticket: str | None = None
+    index: int = 0
+    line: int | None = None
+
+    @property
+    def expiry(self) -> dt.date | None:
+        """The last valid day, or None for an impossible date (such a waiver never holds)."""
+        return parse_date(self.expires)
+
+    def expired(self, today: dt.date | None = None) -> bool:
+        expiry = self.expiry
+        return expiry is None or (today or dt.date.today()) > expiry
+
+    def covers(self, host: Any) -> bool:
+        name = _get(host, "host")
+        groups = set(_get(host, "groups") or ())
+        return name in self.hosts or bool(groups & set(self.groups))
+
+    def record(self, expired: bool) -> dict[str, Any]:
+        """What a ControlResult carries as its waiver."""
+        out: dict[str, Any] = {"justification": self.justification, "approver": self.approver,
+                               "expires": self.expires, "ticket": self.ticket}
+        if expired:
+            out["expired"] = True
+        return out
+
+
+@dataclass
+class WaiverSet:
+    path: str
+    digest: str
+    waivers: list[Waiver]
+    notes: list[InputError] = field(default_factory=list)  # loaded, but worth a warning
+
+    def for_control(self, control_id: str) -> list[Waiver]:
+        return [w for w in self.waivers if w.control == control_id]
+
+    def expired(self, today: dt.date | None = None) -> list[Waiver]:
+        return [w for w in self.waivers if w.expired(today)]
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name)
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    if isinstance(obj, dict):
+        obj[name] = value
+    else:
+        setattr(obj, name, value)
+
+
+def collect(path: str | Path, baseline: Baseline | None = None, today: dt.date | None = None
+            ) -> tuple[WaiverSet | None, list[InputError]]:
+    """(waiver set or None, errors). Errors reject the file; the set's notes only warn."""
+    path = str(path)
+    try:
+        data, index, raw = load_yaml_plain(path)
+    except InputError as exc:
+        return None, [exc]
+    if data is None:
+        return None, [InputError(path, "", "empty file: expected `waivers: [...]`", 1)]
+    errors = schema_errors(path, data, index, "waivers")
+    if errors:
+        return None, errors
+    today = today or dt.date.today()
+    known = {c.id for c in baseline.controls} if baseline is not None else None
+    waivers: list[Waiver] = []
+    notes: list[InputError] = []
+    for i, w in enumerate(data["waivers"]):
+        at = ("waivers", i)
+        waiver = Waiver(
+            control=w["control"], hosts=tuple(w.get("hosts") or ()), groups=tuple(w.get("groups") or ()),
+            justification=w["justification"].strip(), approver=w["approver"].strip(), expires=w["expires"],
+            ticket=w.get("ticket"), index=i, line=line_of(index, at),
+        )
+        waivers.append(waiver)
+        if known is not None and waiver.control not in known:
+            notes.append(InputError(path, json_path(at + ("control",)),
+                                    f"unknown control {waiver.control} (not in baseline {baseline.id}): waives nothing",
+                                    line_of(index, at + ("control",))))
+        if waiver.expiry is None:
+            errors.append(InputError(path, json_path(at + ("expires",)), f"{waiver.expires} is not a calendar date",
+                                     line_of(index, at + ("expires",))))
+        elif waiver.expired(today):
+            notes.append(InputError(path, json_path(at + ("expires",)),
+                                    f"expired on {waiver.expires}: the failure stands until it is renewed or fixed",
+                                    line_of(index, at + ("expires",))))
+    if errors:
+        return None, errors
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    return WaiverSet(path, digest, waivers, notes), []
+
+
+def load(path: str | Path, baseline: Baseline | None = None, today: dt.date | None = None) -> WaiverSet:
+    """Load a waiver file or raise its first problem as a one-line InputError."""
+    waiver_set, errors = collect(path, baseline, today)
+    if errors:
+        raise errors[0]
+    assert waiver_set is not None
+    return waiver_set
+
+
+def validate(path: str | Path, baseline: Baseline | None = None, today: dt.date | None = None
+             ) -> tuple[list[InputError], list[InputError]]:
+    """(errors, warnings) of a waiver file, for `kijun waivers check`."""
+    waiver_set, errors = collect(path, baseline, today)
+    return errors, (waiver_set.notes if waiver_set else [])
+
+
+def apply(waiver_set: WaiverSet | None, hosts: list[Any], today: dt.date | None = None) -> list[Any]:
+    """Apply waivers in place to HostResult objects (or host dicts); return the hosts.
+
+    fail/error covered by a valid waiver -> waived (result.waiver = the waiver's record).
+    Covered only by expired waivers -> status unchanged, result.waiver = record with expired: true.
+    pass / not-applicable / waived / unreachable results, and unreachable hosts, are left alone.
+    """
+    if waiver_set is None:
+        return hosts
+    today = today or dt.date.today()
+    for host in hosts:
+        if not _get(host, "reachable"):
+            continue
+        for result in _get(host, "results") or []:
+            if _get(result, "status") not in WAIVABLE:
+                continue
+            covering = [w for w in waiver_set.for_control(_get(result, "control_id")) if w.covers(host)]
+            if not covering:
+                continue
+            valid = [w for w in covering if not w.expired(today)]
+            if valid:
+                best = max(valid, key=lambda w: (w.expiry, -w.index))
+                _set(result, "status", "waived")
+                _set(result, "waiver", best.record(expired=False))
+            else:
+                # The most recently expired one is what an auditor wants to see (and renew).
+                last = max(covering, key=lambda w: (w.expiry or dt.date.min, -w.index))
+                _set(result, "waiver", last.record(expired=True))
+    return hosts
+
+
+def expired_in_report(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every result in a stored report whose waiver had expired: host, control, status, waiver."""
+    out = []
+    for h in report.get("hosts") or []:
+        for r in h.get("results") or []:
+            w = r.get("waiver")
+            if isinstance(w, dict) and w.get("expired"):
+                out.append({"host": h["host"], "control_id": r["control_id"], "status": r["status"], **w})
+    return out
+
+
+def waived_in_report(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every waived result in a stored report, with its waiver."""
+    out = []
+    for h in report.get("hosts") or []:
+        for r in h.get("results") or []:
+            w = r.get("waiver")
+            if r.get("status") == "waived" and isinstance(w, dict):
+                out.append({"host": h["host"], "control_id": r["control_id"], **w})
+    return out
