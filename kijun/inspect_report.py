@@ -1,0 +1,268 @@
+"""The early-inspection report (seed 001, 資料2 1.: 標的型攻撃等に備えた対策の早期点検及び重点実施).
+
+"Inspect promptly how important systems stand against targeted attacks, and carry out what is
+needed, what can be done first, in order of priority." From a stored check run this takes the
+controls tagged `targeted-attack` on the important systems (importance classes I and II by default),
+and turns every gap into one prioritised remediation list:
+
+  gap      fail, error, unreachable, or a failure whose waiver has expired (expired-waiver)
+  score    class weight (I=4, II=3, III=2, IV=1) x severity weight (critical=4, high=3, medium=2, low=1)
+  order    score descending; ties: unreachable first (nothing is known about such a host), then by
+           host, then by control id
+  groups   the ranked gaps per organisation and branch (ranks stay global)
+
+The result is stored as a signed, chained report of kind "inspect": one host entry per inspected
+host with only the inspected controls; each gap result carries "priority": {rank, score, gap,
+severity}, and each host "inspected_from": the check run it came from.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from tabulate import tabulate
+
+from kijun.baseline import InputError
+from kijun.matrix import NONE_LABEL, STATUS_ORDER, markdown_table, status_label, tr
+from kijun.model import Baseline
+
+FORMAT_VERSION = 1
+CLASS_WEIGHT = {"I": 4, "II": 3, "III": 2, "IV": 1}
+SEVERITY_WEIGHT = {"critical": 4, "high": 3, "medium": 2, "low": 1}
+DEFAULT_CLASSES = ("I", "II")
+DEFAULT_TAGS = ("targeted-attack",)
+GAP_KINDS = ("unreachable", "fail", "error", "expired-waiver")
+
+WORDS = {
+    "inspect_title": {"ja": "標的型攻撃等に備えた対策の早期点検", "en": "Early inspection: countermeasures against targeted attacks"},
+    "inspect_basis": {"ja": "根拠: 資料2 1. 標的型攻撃等に備えた対策の早期点検及び重点実施",
+                      "en": "Basis: 資料2 1. early inspection and priority implementation of countermeasures against targeted attacks"},
+    "remediation": {"ja": "優先順位付き是正リスト", "en": "Prioritised remediation list"},
+    "control_status": {"ja": "管理策ごとの状況", "en": "Status per control"},
+    "source_run": {"ja": "点検元の実行", "en": "Inspected run"},
+    "inspect_run": {"ja": "点検報告(署名済)", "en": "Inspection report (signed)"},
+    "classes_inspected": {"ja": "対象重要性", "en": "Classes inspected"},
+    "tags_inspected": {"ja": "対象タグ", "en": "Tags inspected"},
+    "no_gaps": {"ja": "不備なし", "en": "no gaps"},
+    "gaps_total": {"ja": "不備", "en": "gaps"},
+}
+
+
+def _tr(word: str, lang: str) -> str:
+    entry = WORDS.get(word)
+    return entry.get(lang, entry["en"]) if entry else tr(word, lang)
+
+
+def gap_kind(host: dict[str, Any], result: dict[str, Any]) -> str | None:
+    """What kind of gap a result is, or None when it is no gap (pass, waived, not-applicable)."""
+    status = result.get("status")
+    if status == "unreachable" or (not host.get("reachable", True) and status != "not-applicable"):
+        return "unreachable"
+    if status in ("fail", "error"):
+        waiver = result.get("waiver")
+        if isinstance(waiver, dict) and waiver.get("expired"):
+            return "expired-waiver"
+        return status
+    return None
+
+
+def score(importance_class: str, severity: str) -> int:
+    return CLASS_WEIGHT.get(importance_class, 0) * SEVERITY_WEIGHT.get(severity, 0)
+
+
+def rank_key(g: dict[str, Any]) -> tuple:
+    return (-g["score"], 0 if g["gap"] == "unreachable" else 1, g["host"], g["control_id"])
+
+
+def build(report: dict[str, Any], baseline: Baseline, *, classes: tuple[str, ...] = DEFAULT_CLASSES,
+          tags: tuple[str, ...] = DEFAULT_TAGS, lang: str = "en") -> dict[str, Any]:
+    """The inspection of one check report as a JSON-ready dict (ranked gaps, per-control status, groups)."""
+    wanted_tags = set(tags)
+    controls = [c for c in baseline.controls if set(c.tags) & wanted_tags]
+    if not controls:
+        raise InputError(baseline.path or baseline.id, "controls",
+                         f"no control tagged {', '.join(tags)}: nothing to inspect")
+    by_id = {c.id: c for c in controls}
+    hosts = sorted((h for h in report.get("hosts") or [] if h.get("importance_class") in classes),
+                   key=lambda h: (h.get("organisation") or "", h.get("branch") or "", h["host"]))
+    gaps: list[dict[str, Any]] = []
+    per_control: dict[str, Counter] = {c.id: Counter() for c in controls}
+    host_rows = []
+    for h in hosts:
+        n = 0
+        for r in h.get("results") or []:
+            c = by_id.get(r["control_id"])
+            if c is None:
+                continue
+            per_control[c.id][r["status"]] += 1
+            kind = gap_kind(h, r)
+            if kind is None:
+                continue
+            n += 1
+            waiver = r.get("waiver") if isinstance(r.get("waiver"), dict) else None
+            gaps.append({
+                "host": h["host"], "organisation": h.get("organisation") or "", "branch": h.get("branch") or "",
+                "importance_class": h["importance_class"], "control_id": c.id,
+                "title": c.title.get(lang) or c.title["en"], "severity": c.severity, "gap": kind, "status": r["status"],
+                "score": score(h["importance_class"], c.severity),
+                "observed": r.get("observed") or "", "expected": r.get("expected") or "",
+                "reason": r.get("reason") or (h.get("error") if kind == "unreachable" else "") or "",
+                "waiver": waiver,
+            })
+        host_rows.append({"host": h["host"], "importance_class": h["importance_class"],
+                          "organisation": h.get("organisation") or "", "branch": h.get("branch") or "",
+                          "reachable": bool(h.get("reachable", True)), "gaps": n})
+    gaps.sort(key=rank_key)
+    for i, g in enumerate(gaps, 1):
+        g["rank"] = i
+    units: dict[tuple[str, str], dict[str, Any]] = {}
+    for h in host_rows:
+        u = units.setdefault((h["organisation"], h["branch"]), {"organisation": h["organisation"], "branch": h["branch"],
+                                                               "hosts": 0, "ranks": []})
+        u["hosts"] += 1
+    for g in gaps:
+        units[(g["organisation"], g["branch"])]["ranks"].append(g["rank"])
+    sig = report.get("signature") or {}
+    return {
+        "kijun_inspect": FORMAT_VERSION,
+        "lang": lang,
+        "source_run": {"run_id": report["run_id"], "started": report.get("started"), "finished": report.get("finished"),
+                       "complete": bool(report.get("complete", True)),
+                       "sequence": (report.get("chain") or {}).get("sequence"), "signed_by": sig.get("key_id"),
+                       "baseline": report.get("baseline"), "inventory": report.get("inventory")},
+        "baseline": {"id": baseline.id, "version": baseline.version, "digest": baseline.digest},
+        "classes": list(classes),
+        "tags": list(tags),
+        "weights": {"class": CLASS_WEIGHT, "severity": SEVERITY_WEIGHT},
+        "controls": [{"id": c.id, "title": c.title.get(lang) or c.title["en"], "severity": c.severity,
+                      "classes": list(c.classes),
+                      "by_status": {s: per_control[c.id].get(s, 0) for s in STATUS_ORDER}} for c in controls],
+        "hosts": host_rows,
+        "totals": {"hosts": len(host_rows), "controls": len(controls), "gaps": len(gaps),
+                   "by_gap": {k: sum(g["gap"] == k for g in gaps) for k in GAP_KINDS}},
+        "gaps": gaps,
+        "units": sorted(units.values(), key=lambda u: (u["organisation"], u["branch"])),
+        "inspect_run": None,
+    }
+
+
+# --- storing as a signed report ----------------------------------------------------------------
+
+def store_report(store: Any, signer: Any, data: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """Seal the inspection as a signed, chained report of kind "inspect"; return it (data gets its run id)."""
+    inspected = {c["id"] for c in data["controls"]}
+    priority = {(g["host"], g["control_id"]): g for g in data["gaps"]}
+    wanted = {h["host"] for h in data["hosts"]}
+    run_id = store.begin_run({"kind": "inspect", "baseline": report.get("baseline"), "inventory": report.get("inventory")})
+    try:
+        for h in report.get("hosts") or []:
+            if h["host"] not in wanted:
+                continue
+            results = []
+            for r in h.get("results") or []:
+                if r["control_id"] not in inspected:
+                    continue
+                r = dict(r)
+                g = priority.get((h["host"], r["control_id"]))
+                if g is not None:
+                    r["priority"] = {"rank": g["rank"], "score": g["score"], "gap": g["gap"], "severity": g["severity"]}
+                results.append(r)
+            facts = {k: v for k, v in (h.get("facts") or {}).items() if k in ("hostname", "os", "kernel")}
+            store.add_host_result(run_id, {**h, "facts": facts, "results": results, "inspected_from": report["run_id"]})
+    except BaseException:
+        store.finish_run(run_id, signer, complete=False)
+        raise
+    signed = store.finish_run(run_id, signer, complete=True)
+    data["inspect_run"] = {"run_id": run_id, "sequence": signed["chain"]["sequence"],
+                           "signed_by": signed["signature"]["key_id"]}
+    return signed
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+def _unit(org: str, branch: str) -> str:
+    return "/".join(p for p in (org, branch) if p) or "(-)"
+
+
+def _cut(text: str, n: int = 60) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _gap_row(g: dict[str, Any], lang: str) -> list[Any]:
+    detail = g["reason"] if g["gap"] == "unreachable" else (g["observed"] or g["reason"])
+    if g["gap"] == "expired-waiver" and g["waiver"]:
+        detail = f"{tr('expires', lang)} {g['waiver'].get('expires')}: {detail}"
+    return [g["rank"], g["score"], g["host"], g["importance_class"], g["control_id"], _cut(g["title"], 40),
+            tr(g["severity"], lang), tr(g["gap"], lang), _cut(detail)]
+
+
+def _gap_headers(lang: str) -> list[str]:
+    return [tr(w, lang) for w in ("rank", "score", "host", "class", "control", "title", "severity", "gap", "detail")]
+
+
+def _header(data: dict[str, Any], lang: str) -> list[str]:
+    src = data["source_run"]
+    lines = [_tr("inspect_title", lang), _tr("inspect_basis", lang),
+             f"{_tr('source_run', lang)}: {src['run_id']} ({src['started']})",
+             f"{_tr('classes_inspected', lang)}: {', '.join(data['classes'])}; {_tr('tags_inspected', lang)}: {', '.join(data['tags'])}",
+             f"{tr('hosts', lang)}: {data['totals']['hosts']}, {tr('controls', lang)}: {data['totals']['controls']}, "
+             f"{_tr('gaps_total', lang)}: {data['totals']['gaps']} ("
+             + ", ".join(f"{tr(k, lang)} {v}" for k, v in data["totals"]["by_gap"].items()) + ")"]
+    if not src["complete"]:
+        lines.append(tr("incomplete", lang))
+    if data.get("inspect_run"):
+        lines.append(f"{_tr('inspect_run', lang)}: {data['inspect_run']['run_id']} "
+                     f"({tr('chain', lang)} {data['inspect_run']['sequence']})")
+    return lines
+
+
+def _control_rows(data: dict[str, Any], lang: str) -> tuple[list[str], list[list[Any]]]:
+    headers = [tr("control", lang), tr("title", lang), tr("severity", lang)] + [status_label(s, lang) for s in STATUS_ORDER]
+    rows = [[c["id"], _cut(c["title"], 40), tr(c["severity"], lang), *[c["by_status"][s] for s in STATUS_ORDER]]
+            for c in data["controls"]]
+    return headers, rows
+
+
+def render_table(data: dict[str, Any], lang: str = "en") -> str:
+    out = _header(data, lang)
+    out += ["", f"## {_tr('control_status', lang)}", tabulate(_control_rows(data, lang)[1], headers=_control_rows(data, lang)[0])]
+    out += ["", f"## {_tr('remediation', lang)}"]
+    by_rank = {g["rank"]: g for g in data["gaps"]}
+    for u in data["units"]:
+        out += ["", f"### {_unit(u['organisation'], u['branch'])} ({tr('hosts', lang)}: {u['hosts']}, "
+                    f"{_tr('gaps_total', lang)}: {len(u['ranks'])})"]
+        if u["ranks"]:
+            out.append(tabulate([_gap_row(by_rank[r], lang) for r in u["ranks"]], headers=_gap_headers(lang)))
+        else:
+            out.append(_tr("no_gaps", lang))
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(data: dict[str, Any], lang: str = "en") -> str:
+    head = _header(data, lang)
+    out = [f"# {head[0]}", ""] + [f"- {line}" for line in head[1:]]
+    out += ["", f"## {_tr('control_status', lang)}", "", markdown_table(*_control_rows(data, lang))]
+    out += ["", f"## {_tr('remediation', lang)}"]
+    by_rank = {g["rank"]: g for g in data["gaps"]}
+    for u in data["units"]:
+        out += ["", f"### {_unit(u['organisation'], u['branch'])}", ""]
+        out.append(markdown_table(_gap_headers(lang), [_gap_row(by_rank[r], lang) for r in u["ranks"]])
+                   if u["ranks"] else _tr("no_gaps", lang))
+    return "\n".join(out) + "\n"
+
+
+def render(data: dict[str, Any], fmt: str = "table", lang: str = "en") -> str:
+    import json
+
+    if fmt == "json":
+        return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    if fmt == "markdown":
+        return render_markdown(data, lang)
+    if fmt == "table":
+        return render_table(data, lang)
+    raise ValueError(f"unknown format {fmt!r} (table, json or markdown)")
+
+
+__all__ = ["build", "store_report", "render", "score", "gap_kind", "NONE_LABEL"]
