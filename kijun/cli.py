@@ -375,5 +375,14 @@ def _add_lab() -> None:
 _add_lab()
 
 
+def _add_reports() -> None:
+    from kijun.cli_reports import register
+
+    register(main)
+
+
+_add_reports()
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,261 @@
+"""Commands for auditors and CISOs: matrix, inspect, advisory apply/status/validate, waivers check.
+
+The main group adds them with `register(main)`. Conventions as in kijun.cli: --store, --key,
+--lang; bad input raises InputError (one line on stderr, exit 2); exit 1 means gaps remain.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from kijun.baseline import InputError
+
+LANGS = click.Choice(["ja", "en"])
+CLASS_CHOICES = ("I", "II", "III", "IV")
+
+store_option = click.option("--store", "store_url", default=None, envvar="KIJUN_STORE",
+                            help="Result store: a path, sqlite:///path or postgresql://… (default ~/.local/share/kijun/results.db).")
+key_option = click.option("--key", "key_path", default=None, envvar="KIJUN_SIGNING_KEY", help="Ed25519 signing key (PEM).")
+lang_option = click.option("--lang", type=LANGS, default="en", show_default=True)
+baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.Path(), default=None,
+                               help="Baseline for titles, severities, tags and citations (default: the run's, else the shipped one).")
+run_option = click.option("--run", "run_id", default=None, metavar="RUN_ID", help="Stored run (default: the latest complete check run).")
+output_option = click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE instead of stdout.")
+
+
+def _signer(key_path):
+    from kijun import cli, signing
+
+    try:
+        return cli._signer(key_path)
+    except signing.SigningError as exc:
+        raise InputError(str(key_path or signing.default_key_path()), "", str(exc)) from None
+
+
+def _store(store_url):
+    from kijun.store import Store
+
+    return Store(store_url)
+
+
+def resolve_baseline(report: dict, baseline_path: str | None):
+    """The baseline a report is read with: -b, else the run's own file if it is still there, else the default."""
+    from kijun import baseline as baseline_mod
+    from kijun import cli
+
+    if baseline_path:
+        return baseline_mod.load(baseline_path)
+    ref = report.get("baseline") or {}
+    if ref.get("path") and Path(ref["path"]).is_file():
+        return baseline_mod.load(ref["path"])
+    default = cli.default_baseline()
+    if Path(default).is_file():
+        return baseline_mod.load(default)
+    return None
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Accept repeated options and comma lists alike: --class I --class II == --class I,II."""
+    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+def _classes(values: tuple[str, ...], option: str) -> tuple[str, ...]:
+    classes = _split(values)
+    bad = [c for c in classes if c not in CLASS_CHOICES]
+    if bad:
+        raise click.BadParameter(f"importance classes are I, II, III, IV (got {', '.join(bad)})", param_hint=option)
+    return classes
+
+
+@click.command()
+@store_option
+@run_option
+@baseline_option
+@click.option("--class", "classes", multiple=True, help="Only hosts of these importance classes (repeatable or I,II).")
+@click.option("--tag", "tags", multiple=True, help="Only controls with one of these tags (repeatable).")
+@click.option("--group", "groups", multiple=True, help="Only hosts in these inventory groups, branches or organisations.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "markdown", "json", "html"]), default="table", show_default=True)
+@click.option("--view", type=click.Choice(["hosts", "clauses", "trend"]), default="hosts", show_default=True,
+              help="Which table CSV holds (other formats hold all).")
+@click.option("--trend-limit", type=int, default=0, show_default=True, help="Only the last N runs in the trend (0: all).")
+@output_option
+@lang_option
+def matrix(store_url, run_id, baseline_path, classes, tags, groups, fmt, view, trend_limit, output, lang) -> None:
+    """Compliance matrix of a stored check run: hosts x controls, clauses x organisation/branch, trend."""
+    from kijun import matrix as matrix_mod
+    from kijun.report import utc_now
+
+    filters = matrix_mod.Filters(_classes(classes, "--class"), _split(tags), _split(groups))
+    with _store(store_url) as st:
+        report = matrix_mod.pick_report(st, run_id)
+        history = matrix_mod.history_for(st, report, trend_limit)
+    base = resolve_baseline(report, baseline_path)
+    data = matrix_mod.build(report, base, filters=filters, lang=lang, history=history, generated=utc_now())
+    _emit(matrix_mod.render(data, fmt, lang, view), output)
+
+
+@click.command()
+@store_option
+@key_option
+@run_option
+@baseline_option
+@click.option("--classes", "classes", multiple=True, default=("I", "II"), show_default=True,
+              help="Importance classes of the important systems (repeatable or I,II).")
+@click.option("--tag", "tags", multiple=True, default=("targeted-attack",), show_default=True,
+              help="Controls inspected: those with one of these tags.")
+@click.option("--no-store", is_flag=True, help="Do not store the inspection as a signed report.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@output_option
+@lang_option
+def inspect(store_url, key_path, run_id, baseline_path, classes, tags, no_store, fmt, output, lang) -> None:
+    """Early inspection (資料2 1.): targeted-attack controls on important systems, gaps ranked for remediation.
+
+    Stored as a signed report of kind "inspect". Exit 0 no gap, 1 gaps, 2 input error.
+    """
+    from kijun import inspect_report
+
+    classes = _classes(classes, "--classes")
+    signer = None if no_store else _signer(key_path)
+    with _store(store_url) as st:
+        from kijun import matrix as matrix_mod
+
+        report = matrix_mod.pick_report(st, run_id)
+        base = resolve_baseline(report, baseline_path)
+        if base is None:
+            raise InputError(str(baseline_path or "<baseline>"), "", "inspect needs the baseline (tags, severities): pass -b")
+        data = inspect_report.build(report, base, classes=classes, tags=_split(tags), lang=lang)
+        if not no_store:
+            signed = inspect_report.store_report(st, signer, data, report)
+            click.echo(f"inspection stored as run {signed['run_id']} (kind inspect, chain {signed['chain']['sequence']})", err=True)
+    _emit(inspect_report.render(data, fmt, lang), output)
+    sys.exit(1 if data["gaps"] else 0)
+
+
+@click.group()
+def advisory() -> None:
+    """Roll countermeasure information out to every host and confirm it (seed 000, 2(2))."""
+
+
+@advisory.command("apply")
+@click.argument("advisory_file", type=click.Path())
+@click.option("-i", "--inventory", required=True, type=click.Path(), help="pyinfra inventory file (all branches).")
+@click.option("--confirmed-by", default=None, help="Who confirms the roll-out (default: the OS user).")
+@click.option("--pending-only", is_flag=True, help="Only hosts not yet confirmed (pending, unreachable, failed).")
+@click.option("--limit", multiple=True, help="Only these hosts or groups (repeatable).")
+@click.option("--parallel", default=10, show_default=True)
+@click.option("--connect-timeout", default=10, show_default=True)
+@click.option("--trust-on-first-use", "tofu", is_flag=True, help="Accept unknown host keys (default: verify against known_hosts).")
+@store_option
+@key_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@lang_option
+def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, parallel, connect_timeout, tofu,
+                   store_url, key_path, fmt, lang) -> None:
+    """Apply ADVISORY_FILE to every host, verify each one and record it in the ledger.
+
+    Exit 0 when every host of this roll-out is applied and verified, 1 otherwise, 2 input error.
+    """
+    from kijun import advisory as advisory_mod
+
+    adv = advisory_mod.load(advisory_file)
+    signer = _signer(key_path)
+
+    def progress(line):
+        click.echo(f"  {line}", err=True)
+
+    with _store(store_url) as st:
+        result = advisory_mod.roll_out(adv, inventory, st, signer, confirmed_by=confirmed_by, pending_only=pending_only,
+                                       limit=tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
+                                       tofu=tofu, progress=progress)
+    for err in result.inventory_errors:
+        click.echo(f"kijun: error: {err}", err=True)
+    click.echo(advisory_mod.render_rollout(result, fmt, lang), nl=False)
+    if result.inventory_errors:
+        sys.exit(2)
+    sys.exit(0 if result.all_confirmed else 1)
+
+
+@advisory.command("status")
+@click.argument("advisory_id")
+@click.option("-i", "--inventory", type=click.Path(), default=None,
+              help="Inventory listing every host (default: the one of the last roll-out).")
+@store_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@lang_option
+def advisory_status(advisory_id, inventory, store_url, fmt, lang) -> None:
+    """Ledger of ADVISORY_ID: every inventory host with state, deadline and overdue flag.
+
+    Exit 0 only when every host is applied and verified, 1 otherwise, 2 input error.
+    """
+    from kijun import advisory as advisory_mod
+
+    with _store(store_url) as st:
+        data = advisory_mod.status(st, advisory_id, inventory)
+    click.echo(advisory_mod.render_status(data, fmt, lang), nl=False)
+    sys.exit(0 if data["all_confirmed"] else 1)
+
+
+@advisory.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+def advisory_validate(files) -> None:
+    """Validate advisory files: one line per error (file:line: path: reason)."""
+    from kijun import advisory as advisory_mod
+
+    errors = [e for f in files for e in advisory_mod.validate(f)]
+    for e in errors:
+        click.echo(str(e), err=True)
+    if errors:
+        sys.exit(2)
+    click.echo(f"ok: {len(files)} advisory file(s) valid")
+
+
+@click.group()
+def waivers() -> None:
+    """Waivers: justified, approved, expiring exceptions."""
+
+
+@waivers.command("check")
+@click.argument("file", type=click.Path())
+@baseline_option
+def waivers_check(file, baseline_path) -> None:
+    """Validate a waiver file. Exit 0 ok, 1 with warnings (expired, unknown control), 2 invalid."""
+    from kijun import baseline as baseline_mod
+    from kijun import cli
+    from kijun import waivers as waivers_mod
+
+    base = None
+    if baseline_path:
+        base = baseline_mod.load(baseline_path)
+    elif Path(cli.default_baseline()).is_file():
+        base = baseline_mod.load(cli.default_baseline())
+    errors, warnings = waivers_mod.validate(file, base)
+    for e in errors:
+        click.echo(str(e), err=True)
+    if errors:
+        sys.exit(2)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    ws = waivers_mod.load(file, base)
+    click.echo(f"ok: {len(ws.waivers)} waiver(s), {len(ws.expired())} expired" +
+               (f", checked against {base.id} {base.version}" if base else ""))
+    sys.exit(1 if warnings else 0)
+
+
+COMMANDS = {"matrix": matrix, "inspect": inspect, "advisory": advisory, "waivers": waivers}
+
+
+def register(main_group: click.Group) -> None:
+    """Add matrix, inspect, advisory and waivers to the main kijun group."""
+    for name, command in COMMANDS.items():
+        main_group.add_command(command, name)
