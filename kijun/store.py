@@ -105,6 +105,10 @@ def _owner_gone(owner: str, updated: str, stale_after: float) -> bool:
     return age.total_seconds() > stale_after
 
 
+PG_LIVENESS = {"connect_timeout": 15, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+               "keepalives_count": 3}
+
+
 def _redact(url: str) -> str:
     """A store URL fit for messages: a password in postgresql://user:pw@host never reaches a log."""
     return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
@@ -160,7 +164,11 @@ class Store:
         except ImportError:
             raise StoreError("a postgresql:// store needs psycopg: pip install 'kijun[postgres]'") from None
         try:
-            return psycopg.connect(url, autocommit=True)
+            # A server or link that dies mid-query must end in an error, not a run that waits forever:
+            # keepalives find a dead peer; the URL's own settings win over these defaults.
+            given = psycopg.conninfo.conninfo_to_dict(url)
+            extra = {k: v for k, v in PG_LIVENESS.items() if k not in given}
+            return psycopg.connect(url, autocommit=True, **extra)
         except psycopg.Error as exc:
             raise StoreError(f"{_redact(url)}: cannot open store: {' '.join(str(exc).split())}") from None
 

@@ -114,3 +114,14 @@ def test_errors_are_one_line_and_hide_the_password(pg_url):
     assert not password or password not in message
     with Store(pg_url) as s, pytest.raises(StoreError, match="unknown run nope"):
         s.get_report("nope")
+
+
+def test_dead_server_is_found_by_keepalives_and_the_url_wins(pg_url):
+    # A link that dies mid-query must end in an error; the operator's own URL settings are kept.
+    with Store(pg_url) as s:
+        dsn = s._conn.info.dsn
+    assert "keepalives=1" in dsn and "keepalives_idle=30" in dsn and "connect_timeout=15" in dsn
+    sep = "&" if "?" in pg_url else "?"
+    with Store(f"{pg_url}{sep}keepalives_idle=7") as s:
+        dsn = s._conn.info.dsn
+    assert "keepalives_idle=7" in dsn and "keepalives_idle=30" not in dsn
