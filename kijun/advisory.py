@@ -43,7 +43,7 @@ from kijun import baseline as baseline_mod
 from kijun.baseline import InputError, json_path, line_of
 from kijun.model import Baseline
 from kijun.report import utc_now
-from kijun.waivers import load_yaml_plain, parse_date, schema_errors
+from kijun.waivers import load_checked, parse_date
 
 CONFIRMED, FAILED, UNREACHABLE, PENDING = "applied-and-verified", "failed", "unreachable", "pending"
 STATES = (CONFIRMED, FAILED, UNREACHABLE, PENDING)
@@ -72,13 +72,7 @@ def baseline_id(advisory_id: str) -> str:
 
 def collect(path: str) -> tuple[Advisory | None, list[InputError]]:
     path = str(path)
-    try:
-        data, index, raw = load_yaml_plain(path)
-    except InputError as exc:
-        return None, [exc]
-    if data is None:
-        return None, [InputError(path, "", "empty file: expected `advisory: {...}`", 1)]
-    errors = schema_errors(path, data, index, "advisory")
+    data, index, raw, errors = load_checked(path, "advisory", "advisory: {...}")
     if errors:
         return None, errors
     adv = data["advisory"]

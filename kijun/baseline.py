@@ -58,8 +58,8 @@ def line_of(index: dict[tuple, int], parts: tuple) -> int | None:
     return index.get(parts)
 
 
-def load_yaml(path: str | Path) -> tuple[Any, dict[tuple, int], bytes]:
-    """Parse a YAML file; raise InputError with the line of a syntax error."""
+def load_yaml(path: str | Path, loader: type = yaml.SafeLoader) -> tuple[Any, dict[tuple, int], bytes]:
+    """Parse a YAML file (loader: a SafeLoader subclass); raise InputError with the line of a syntax error."""
     path = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -67,8 +67,8 @@ def load_yaml(path: str | Path) -> tuple[Any, dict[tuple, int], bytes]:
         raise InputError(path, "", f"cannot read: {exc.strerror}") from None
     text = raw.decode("utf-8", errors="replace")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=loader)
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - SafeLoader or a subclass of it
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         reason = f"YAML syntax error: {getattr(exc, 'problem', None) or exc}"

@@ -34,7 +34,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from kijun.baseline import InputError, _line_index, json_path, line_of
+from kijun.baseline import InputError, json_path, line_of, load_yaml
 from kijun.model import Baseline
 
 WAIVABLE = frozenset({"fail", "error"})
@@ -52,20 +52,18 @@ _NoDatesLoader.yaml_implicit_resolvers = {
 
 def load_yaml_plain(path: str | Path) -> tuple[Any, dict[tuple, int], bytes]:
     """Like kijun.baseline.load_yaml, but dates stay strings (no constructor crash on 2026-02-30)."""
-    path = str(path)
+    return load_yaml(path, _NoDatesLoader)
+
+
+def load_checked(path: str, kind: str, shape: str) -> tuple[Any, dict[tuple, int], bytes, list[InputError]]:
+    """A waiver or advisory file, parsed and checked against its schema: (data, line index, bytes, errors)."""
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(path, "", f"cannot read: {exc.strerror}") from None
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        node = yaml.compose(text, Loader=_NoDatesLoader)
-        data = yaml.load(text, Loader=_NoDatesLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        reason = f"YAML syntax error: {getattr(exc, 'problem', None) or exc}"
-        raise InputError(path, "", reason, mark.line + 1 if mark else None) from None
-    return data, (_line_index(node) if node is not None else {}), raw
+        data, index, raw = load_yaml_plain(path)
+    except InputError as exc:
+        return None, {}, b"", [exc]
+    if data is None:
+        return None, index, raw, [InputError(path, "", f"empty file: expected `{shape}`", 1)]
+    return data, index, raw, schema_errors(path, data, index, kind)
 
 
 def parse_date(text: str) -> dt.date | None:
@@ -185,13 +183,7 @@ def collect(path: str | Path, baseline: Baseline | None = None, today: dt.date |
             ) -> tuple[WaiverSet | None, list[InputError]]:
     """(waiver set or None, errors). Errors reject the file; the set's notes only warn."""
     path = str(path)
-    try:
-        data, index, raw = load_yaml_plain(path)
-    except InputError as exc:
-        return None, [exc]
-    if data is None:
-        return None, [InputError(path, "", "empty file: expected `waivers: [...]`", 1)]
-    errors = schema_errors(path, data, index, "waivers")
+    data, index, raw, errors = load_checked(path, "waivers", "waivers: [...]")
     if errors:
         return None, errors
     today = today or dt.date.today()
