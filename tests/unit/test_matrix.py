@@ -15,7 +15,7 @@ from kijun import matrix, waivers
 from kijun.cli import KijunGroup
 from kijun.cli_reports import register
 from kijun.model import ControlResult, HostResult
-from kijun.signing import PASSPHRASE_ENV, generate_key, load_private, load_public_keys, public_path
+from kijun.signing import load_public_keys, public_path
 from kijun.store import Store
 
 # --- a realistic small fleet (also used by test_inspect.py and test_html_browser.py) -------------
@@ -165,17 +165,6 @@ def store_fleet_runs(store, signer, base, tmp_path, today=dt.date(2026, 11, 22))
             store.add_host_result(run_id, h)
         reports.append(store.finish_run(run_id, signer))
     return reports
-
-
-@pytest.fixture
-def key_path(tmp_path, monkeypatch):
-    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
-    return generate_key(tmp_path / "signing" / "ed25519.pem")
-
-
-@pytest.fixture
-def signer(key_path):
-    return load_private(key_path)
 
 
 @pytest.fixture

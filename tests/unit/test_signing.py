@@ -10,12 +10,6 @@ from kijun.signing import (
 )
 
 
-@pytest.fixture
-def key_path(tmp_path, monkeypatch):
-    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
-    return generate_key(tmp_path / "keys" / "ed25519.pem")
-
-
 def report():
     return build_report("check", [], run_id="20261122T221500Z-3f9a1c", started="2026-11-22T22:15:00Z",
                         finished="2026-11-22T22:16:00Z", version="0.1.0")

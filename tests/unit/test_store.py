@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kijun.report import digest, load_report
-from kijun.signing import PASSPHRASE_ENV, generate_key, load_private, load_public_keys, public_path
+from kijun.signing import generate_key, load_private, load_public_keys, public_path
 from kijun.store import Store, StoreError, verify_files
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,17 +25,6 @@ def host(name, status="pass", reachable=True, **facts):
         "results": [{"control_id": "SSH-001", "status": status, "observed": f"{name} PermitRootLogin no",
                      "expected": "no", "reason": "", "evidence": "sshd -T", "items": [], "waiver": None}],
     }
-
-
-@pytest.fixture
-def key_path(tmp_path, monkeypatch):
-    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
-    return generate_key(tmp_path / "signing" / "ed25519.pem")
-
-
-@pytest.fixture
-def signer(key_path):
-    return load_private(key_path)
 
 
 @pytest.fixture
