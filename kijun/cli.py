@@ -53,12 +53,9 @@ def main() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 def validate(files: tuple[str, ...]) -> None:
     """Validate baseline files: one line per error (file:line: path: reason)."""
-    errors = [e for f in files for e in baseline_mod.validate(f)]
-    for e in errors:
-        click.echo(str(e), err=True)
-    if errors:
-        sys.exit(2)
-    click.echo(f"ok: {len(files)} baseline file(s) valid")
+    from kijun.cli_reports import report_validation
+
+    report_validation([e for f in files for e in baseline_mod.validate(f)], len(files), "baseline")
 
 
 @main.command()

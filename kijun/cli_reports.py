@@ -26,6 +26,15 @@ run_option = click.option("--run", "run_id", default=None, metavar="RUN_ID", hel
 output_option = click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE instead of stdout.")
 
 
+def report_validation(errors: list, n_files: int, kind: str) -> None:
+    """The `validate` commands' output: one line per error on stderr and exit 2, or one ok line."""
+    for e in errors:
+        click.echo(str(e), err=True)
+    if errors:
+        sys.exit(2)
+    click.echo(f"ok: {n_files} {kind} file(s) valid")
+
+
 def _signer(key_path):
     from kijun import cli, signing
 
@@ -212,12 +221,7 @@ def advisory_validate(files) -> None:
     """Validate advisory files: one line per error (file:line: path: reason)."""
     from kijun import advisory as advisory_mod
 
-    errors = [e for f in files for e in advisory_mod.validate(f)]
-    for e in errors:
-        click.echo(str(e), err=True)
-    if errors:
-        sys.exit(2)
-    click.echo(f"ok: {len(files)} advisory file(s) valid")
+    report_validation([e for f in files for e in advisory_mod.validate(f)], len(files), "advisory")
 
 
 @click.group()

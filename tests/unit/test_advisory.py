@@ -19,7 +19,7 @@ from kijun.cli import main
 from kijun.model import ControlResult, HostResult
 from kijun.signing import load_public_keys, public_path
 from kijun.store import Store
-from test_matrix import key_path, signer  # noqa: F401 - shared fixtures
+
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "advisories/example-icmp-redirects.yaml"

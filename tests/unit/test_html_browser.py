@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from test_matrix import fleet, key_path, run_cli, signer  # noqa: F401 - fixtures shared with the matrix tests
+from test_matrix import fleet, run_cli  # noqa: F401 - fixtures shared with the matrix tests
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -8,7 +8,7 @@ from kijun import inspect_report
 from kijun.cli import main
 from kijun.signing import load_public_keys, public_path, verify_signature
 from kijun.store import Store
-from test_matrix import fleet, key_path, signer  # noqa: F401 - shared fixtures
+from test_matrix import fleet  # noqa: F401 - shared fixture
 
 ALL = ("I", "II", "III", "IV")
 

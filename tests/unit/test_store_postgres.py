@@ -16,7 +16,7 @@ from kijun.report import digest
 from kijun.store import Store, StoreError
 
 from test_store import KILLED_WRITER, REPO, _writer, chain_of, host, run  # noqa: F401 (fixtures below)
-from test_store import key_path, pubkeys, signer  # noqa: F401
+from test_store import pubkeys  # noqa: F401
 
 URL_ENV = "KIJUN_TEST_POSTGRES_URL"
 

@@ -12,7 +12,7 @@ from kijun.baseline import InputError
 from kijun.cli import main
 from kijun.report import build_report, report_errors
 from test_matrix import (  # noqa: F401 - shared fixtures and fleet
-    LATEST, fleet, host_results, key_path, load_fleet_baseline, signer,
+    LATEST, fleet, host_results, load_fleet_baseline,
 )
 
 TODAY = dt.date(2026, 11, 22)
