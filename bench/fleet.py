@@ -934,6 +934,8 @@ def main(argv=None) -> int:
     emit(meta)
     dnf: dict[str, tuple[int, int]] = {}
     lab.down(state)  # a previous interrupted benchmark run
+    # SIGTERM (kill, a CI timeout) must run the finally below too, or the lab's hosts stay up.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         for n in sizes:
             t0 = time.monotonic()
