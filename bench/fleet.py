@@ -31,26 +31,25 @@ Everything stops by itself: bounded loops, capped runs, relay with --max-seconds
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
 import os
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import ctypes  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import resource  # noqa: E402
-import shlex  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from pathlib import Path  # noqa: E402
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -64,6 +63,8 @@ OSCAP_PROFILE = "xccdf_org.ssgproject.content_profile_standard"
 KIJUN_TOOLS = ("kijun-check", "kijun-apply-dry")
 PEERS = ("ti-paramiko", "ti-paramiko-n2", "ti-paramiko-n8", "ti-ssh", "ti-ssh-plain", "oscap")
 DEFAULT_PEERS = ("ti-paramiko", "ti-paramiko-n2", "ti-paramiko-n8", "ti-ssh", "oscap")
+# a measured process tree may end, or not be ours to read, between listing and signalling it
+_GONE = (ProcessLookupError, PermissionError, ChildProcessError)
 
 
 # ---------------------------------------------------------------- pure helpers (unit-tested)
@@ -326,7 +327,7 @@ def run_measured(cmd: list[str], cap: float, log: Path, env: dict | None = None,
             break
         if time.monotonic() - t0 > cap:
             timed_out = True
-            with _suppress():
+            with contextlib.suppress(*_GONE):
                 os.killpg(p.pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
@@ -335,10 +336,10 @@ def run_measured(cmd: list[str], cap: float, log: Path, env: dict | None = None,
                     break
                 time.sleep(0.05)
             else:
-                with _suppress():
+                with contextlib.suppress(*_GONE):
                     os.killpg(p.pid, signal.SIGKILL)
                 os.wait4(p.pid, 0)
-            with _suppress():
+            with contextlib.suppress(*_GONE):
                 os.killpg(p.pid, signal.SIGKILL)  # stragglers of the same group
             rc = None
             break
@@ -360,14 +361,6 @@ def run_measured(cmd: list[str], cap: float, log: Path, env: dict | None = None,
         "machine_cpu": busy1 - busy0,
         "rss_self_mb_sampled": sampler.peak_self / 2**20, "rss_children_mb": sampler.peak_children / 2**20,
     }
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], (ProcessLookupError, PermissionError, ChildProcessError))
 
 
 # ---------------------------------------------------------------- environment for one (N, RTT)
