@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from kijun.lab.hosts import exec_in, start_host, stop_host
-from test_apply_check import INVENTORY, ROOT, kijun, lab_baseline, signing  # noqa: F401 (fixtures)
+from test_apply_check import INVENTORY, ROOT, kijun, lab_baseline, signing, statuses  # noqa: F401 (fixtures)
 
 sys.path.insert(0, str(ROOT / "tests/unit"))  # the DOM reader of the HTML unit tests, shared
 from test_html_browser import CHROMIUM, FLAGS, _DomFigures  # noqa: E402
@@ -62,10 +62,6 @@ def stored(lab, report_baseline, signing):
     return results[-1]
 
 
-def statuses(check_json: dict) -> dict[tuple[str, str], str]:
-    return {(h["host"], r["control_id"]): r["status"] for h in check_json["hosts"] for r in h["results"]}
-
-
 def matrix(signing, report_baseline, *args: str) -> subprocess.CompletedProcess:
     r = kijun("matrix", "--store", signing["store"], "-b", report_baseline, *args)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -77,11 +73,12 @@ def test_matrix_formats_agree_with_the_stored_lab_runs(lab, stored, signing, rep
     data = json.loads(matrix(signing, report_baseline, "--format", "json").stdout)
     assert sorted(h["host"] for h in data["hosts"]) == sorted(h["host"] for h in stored["hosts"])
     ids = [c["id"] for c in data["controls"]]
-    cells = {(h["host"], cid): s for h in data["hosts"] for cid, s in zip(ids, h["cells"])}
+    cells = {h["host"]: dict(zip(ids, h["cells"])) for h in data["hosts"]}
     assert cells == expected
     assert data["run"]["signed_by"] and data["baseline"]["matches_run"] is True
     assert len(data["trend"]) == 2 and all(p["applicable"] > 0 for p in data["trend"])
-    by_status = {s: sum(v == s for v in expected.values()) for s in data["statuses"]}
+    all_statuses = [s for per_host in expected.values() for s in per_host.values()]
+    by_status = {s: all_statuses.count(s) for s in data["statuses"]}
     assert {k: v for k, v in data["totals"]["by_status"].items() if v} == {k: v for k, v in by_status.items() if v}
     # Clause x organisation/branch rollup: every lab branch appears under some clause.
     branches = {(h["organisation"], h["branch"]) for h in stored["hosts"]}
@@ -91,7 +88,7 @@ def test_matrix_formats_agree_with_the_stored_lab_runs(lab, stored, signing, rep
     assert len(rows) == 1 + len(data["hosts"]) and all(cid in rows[0] for cid in ids)
     for row in rows[1:]:
         host = next(v for v in row if v in {h["host"] for h in data["hosts"]})
-        assert [row[rows[0].index(cid)] for cid in ids] == [expected[(host, cid)] for cid in ids]
+        assert [row[rows[0].index(cid)] for cid in ids] == [expected[host][cid] for cid in ids]
     md = matrix(signing, report_baseline, "--format", "markdown", "--lang", "ja").stdout
     assert all(h["host"] in md for h in data["hosts"]) and "|" in md
     table = matrix(signing, report_baseline, "--format", "table", "--lang", "ja").stdout
@@ -125,7 +122,7 @@ def test_inspect_ranks_the_lab_gaps_and_is_stored_signed(lab, stored, signing, r
     assert [g["score"] for g in gaps] == sorted((g["score"] for g in gaps), reverse=True)
     expected = statuses(stored)
     for g in gaps:  # every gap is a real non-pass result of the stored run
-        assert expected[(g["host"], g["control_id"])] in ("fail", "error", "unreachable")
+        assert expected[g["host"]][g["control_id"]] in ("fail", "error", "unreachable")
     high_i = [g["rank"] for g in gaps if g["importance_class"] == "I" and g["severity"] in ("high", "critical")]
     low_iii = [g["rank"] for g in gaps if g["importance_class"] == "III" and g["severity"] == "low"]
     assert high_i and low_iii, (high_i, low_iii)
