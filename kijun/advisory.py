@@ -26,6 +26,10 @@ An unreachable host stays pending until a later roll-out reaches and verifies it
 stays confirmed when a later run cannot reach it (nothing new is known), but falls back to failed
 when a later verification fails. status() lists every host of the inventory, so hosts never reached
 show as pending, with the deadline and an overdue flag.
+
+Every ledger row (advisory, host, event) is signed with the roll-out's key when written. A row whose
+signature does not verify (edited in the database, e.g. one UPDATE marking every host confirmed)
+never counts as confirmed: status() flags it, roll-outs do not build on it, verify_ledger() names it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from kijun import baseline as baseline_mod
 from kijun.baseline import InputError, json_path, line_of
 from kijun.model import Baseline
 from kijun.report import utc_now
+from kijun.signing import record_problem, sign_record
 from kijun.waivers import load_checked, parse_date
 
 CONFIRMED, FAILED, UNREACHABLE, PENDING = "applied-and-verified", "failed", "unreachable", "pending"
@@ -131,10 +136,11 @@ class LedgerRow:
     updated: str | None = None
     in_inventory: bool = True
     overdue: bool = False
+    tampered: str | None = None  # why its signature does not verify: then it confirms nothing
 
     @property
     def confirmed(self) -> bool:
-        return self.state == CONFIRMED
+        return self.state == CONFIRMED and not self.tampered
 
     @property
     def pending(self) -> bool:
@@ -147,6 +153,15 @@ class LedgerRow:
 
 _COLUMNS = ("advisory_id", "host", "organisation", "branch", "importance_class", "state", "detail", "run_id",
             "confirmed_by", "confirmed_at", "updated")
+_ADVISORY_COLUMNS = ("advisory_id", "title", "issued", "deadline", "source", "digest", "path", "inventory",
+                     "registered", "updated")
+_EVENT_COLUMNS = ("advisory_id", "host", "state", "detail", "run_id", "actor", "at")
+# signing.sign_record kinds: the signature covers every column above of its row
+ADVISORY_RECORD, HOST_RECORD, EVENT_RECORD = "advisory", "advisory-host", "advisory-event"
+
+
+class LedgerTampered(InputError):
+    """The advisory's own ledger row does not verify: no status can be given from it."""
 
 
 class Ledger:
@@ -198,32 +213,44 @@ class Ledger:
                 )""",
             ):
                 store._q(ddl)
+            for table in ("kijun_advisories", "kijun_advisory_hosts", "kijun_advisory_events"):
+                store.add_columns(table, (("signature", "TEXT"),))
 
     def _q(self, sql: str, params: tuple = ()) -> Any:
         return self.store._q(sql, params)
 
-    def register(self, adv: Advisory, inventory_path: str) -> None:
-        """Record (or update) the advisory and the inventory its status is judged against."""
+    def register(self, adv: Advisory, inventory_path: str, signer: Any) -> None:
+        """Record (or update) the advisory and the inventory its status is judged against, signed."""
         now = utc_now()
         with self.store._transaction():
+            found = self._q("SELECT registered FROM kijun_advisories WHERE advisory_id = ?", (adv.id,))
+            values = (adv.id, json.dumps(adv.title, ensure_ascii=False), adv.issued, adv.deadline,
+                      json.dumps(adv.source, ensure_ascii=False), adv.digest, adv.path, str(inventory_path),
+                      found[0][0] if found else now, now)
+            signature = sign_record(ADVISORY_RECORD, dict(zip(_ADVISORY_COLUMNS, values)), signer)
             self._q(
-                "INSERT INTO kijun_advisories (advisory_id, title, issued, deadline, source, digest, path, inventory, "
-                "registered, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (advisory_id) DO UPDATE SET "
+                f"INSERT INTO kijun_advisories ({', '.join(_ADVISORY_COLUMNS)}, signature) "
+                f"VALUES ({', '.join('?' * (len(_ADVISORY_COLUMNS) + 1))}) ON CONFLICT (advisory_id) DO UPDATE SET "
                 "title = excluded.title, issued = excluded.issued, deadline = excluded.deadline, "
                 "source = excluded.source, digest = excluded.digest, path = excluded.path, "
-                "inventory = excluded.inventory, updated = excluded.updated",
-                (adv.id, json.dumps(adv.title, ensure_ascii=False), adv.issued, adv.deadline,
-                 json.dumps(adv.source, ensure_ascii=False), adv.digest, adv.path, str(inventory_path), now, now),
+                "inventory = excluded.inventory, updated = excluded.updated, signature = excluded.signature",
+                values + (signature,),
             )
 
-    def advisory(self, advisory_id: str) -> dict[str, Any] | None:
-        rows = self._q("SELECT advisory_id, title, issued, deadline, source, digest, path, inventory, registered, updated "
-                       "FROM kijun_advisories WHERE advisory_id = ?", (advisory_id,))
+    def advisory(self, advisory_id: str, public_keys: Any = None) -> dict[str, Any] | None:
+        """The advisory's row; with public_keys, raise LedgerTampered unless one of them signed it."""
+        rows = self._q(f"SELECT {', '.join(_ADVISORY_COLUMNS)}, signature FROM kijun_advisories WHERE advisory_id = ?",
+                       (advisory_id,))
         if not rows:
             return None
         row = rows[0]
+        if public_keys is not None:
+            problem = record_problem(ADVISORY_RECORD, dict(zip(_ADVISORY_COLUMNS, row[:-1])), row[-1], public_keys)
+            if problem:
+                raise LedgerTampered(self.store.url, f"advisory {advisory_id}",
+                                     f"ledger row {problem} (edited or forged): refusing to give a status")
         keys = ("id", "title", "issued", "deadline", "source", "digest", "path", "inventory", "registered", "updated")
-        out = dict(zip(keys, row))
+        out = dict(zip(keys, row[:-1]))
         out["title"] = json.loads(out["title"])
         out["source"] = json.loads(out["source"])
         return out
@@ -231,11 +258,14 @@ class Ledger:
     def advisories(self) -> list[str]:
         return [r[0] for r in self._q("SELECT advisory_id FROM kijun_advisories ORDER BY advisory_id")]
 
-    def rows(self, advisory_id: str) -> dict[str, LedgerRow]:
+    def rows(self, advisory_id: str, public_keys: Any) -> dict[str, LedgerRow]:
+        """Host rows by host name; a row none of public_keys signed carries .tampered (and confirms nothing)."""
         out = {}
-        for r in self._q(f"SELECT {', '.join(_COLUMNS)} FROM kijun_advisory_hosts WHERE advisory_id = ? ORDER BY host",
-                         (advisory_id,)):
-            row = LedgerRow(**dict(zip(_COLUMNS, r)))
+        for r in self._q(f"SELECT {', '.join(_COLUMNS)}, signature FROM kijun_advisory_hosts WHERE advisory_id = ? "
+                         "ORDER BY host", (advisory_id,)):
+            fields = dict(zip(_COLUMNS, r[:-1]))
+            row = LedgerRow(**fields)
+            row.tampered = record_problem(HOST_RECORD, fields, r[-1], public_keys)
             out[row.host] = row
         return out
 
@@ -249,25 +279,52 @@ class Ledger:
                 for r in self._q(sql + " ORDER BY id", params)]
 
     def record(self, advisory_id: str, host: Any, outcome: str, detail: str, run_id: str | None, actor: str,
-               at: str | None = None) -> LedgerRow:
-        """Record one host's roll-out outcome; return its new ledger row (see transition())."""
+               at: str | None = None, *, signer: Any) -> LedgerRow:
+        """Record one host's roll-out outcome, signed; return its new ledger row (see transition())."""
         at = at or utc_now()
+        ours = [signer.public_key()]
         with self.store._transaction():
-            found = self._q(f"SELECT {', '.join(_COLUMNS)} FROM kijun_advisory_hosts WHERE advisory_id = ? AND host = ?",
-                            (advisory_id, host.name))
-            previous = LedgerRow(**dict(zip(_COLUMNS, found[0]))) if found else None
+            found = self._q(f"SELECT {', '.join(_COLUMNS)}, signature FROM kijun_advisory_hosts "
+                            "WHERE advisory_id = ? AND host = ?", (advisory_id, host.name))
+            previous = None
+            if found:
+                fields = dict(zip(_COLUMNS, found[0][:-1]))
+                # A row this key did not sign is not built on (a forged confirmation must not "stand").
+                if record_problem(HOST_RECORD, fields, found[0][-1], ours) is None:
+                    previous = LedgerRow(**fields)
             row = transition(previous, advisory_id, host, outcome, detail, run_id, actor, at)
+            values = tuple(getattr(row, c) for c in _COLUMNS)
             self._q(
-                f"INSERT INTO kijun_advisory_hosts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+                f"INSERT INTO kijun_advisory_hosts ({', '.join(_COLUMNS)}, signature) "
+                f"VALUES ({', '.join('?' * (len(_COLUMNS) + 1))}) "
                 "ON CONFLICT (advisory_id, host) DO UPDATE SET organisation = excluded.organisation, "
                 "branch = excluded.branch, importance_class = excluded.importance_class, state = excluded.state, "
                 "detail = excluded.detail, run_id = excluded.run_id, confirmed_by = excluded.confirmed_by, "
-                "confirmed_at = excluded.confirmed_at, updated = excluded.updated",
-                tuple(getattr(row, c) for c in _COLUMNS),
+                "confirmed_at = excluded.confirmed_at, updated = excluded.updated, signature = excluded.signature",
+                values + (sign_record(HOST_RECORD, dict(zip(_COLUMNS, values)), signer),),
             )
-            self._q("INSERT INTO kijun_advisory_events (advisory_id, host, state, detail, run_id, actor, at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (advisory_id, host.name, outcome, detail, run_id, actor, at))
+            event = (advisory_id, host.name, outcome, detail, run_id, actor, at)
+            self._q(f"INSERT INTO kijun_advisory_events ({', '.join(_EVENT_COLUMNS)}, signature) "
+                    f"VALUES ({', '.join('?' * (len(_EVENT_COLUMNS) + 1))})",
+                    event + (sign_record(EVENT_RECORD, dict(zip(_EVENT_COLUMNS, event)), signer),))
         return row
+
+    def problems(self, public_keys: Any) -> list[str]:
+        """Every ledger row none of public_keys signed, one line each naming it; [] when all verify."""
+        out = []
+        for r in self._q(f"SELECT {', '.join(_ADVISORY_COLUMNS)}, signature FROM kijun_advisories ORDER BY advisory_id"):
+            problem = record_problem(ADVISORY_RECORD, dict(zip(_ADVISORY_COLUMNS, r[:-1])), r[-1], public_keys)
+            if problem:
+                out.append(f"advisory {r[0]}: ledger row {problem} (edited or forged)")
+        for r in self._q(f"SELECT {', '.join(_COLUMNS)}, signature FROM kijun_advisory_hosts ORDER BY advisory_id, host"):
+            problem = record_problem(HOST_RECORD, dict(zip(_COLUMNS, r[:-1])), r[-1], public_keys)
+            if problem:
+                out.append(f"advisory {r[0]}: host {r[1]}: ledger row {problem} (edited or forged)")
+        for r in self._q(f"SELECT id, {', '.join(_EVENT_COLUMNS)}, signature FROM kijun_advisory_events ORDER BY id"):
+            problem = record_problem(EVENT_RECORD, dict(zip(_EVENT_COLUMNS, r[1:-1])), r[-1], public_keys)
+            if problem:
+                out.append(f"advisory {r[1]}: host {r[2]}: ledger event {r[0]} {problem} (edited or forged)")
+        return out
 
 
 def transition(previous: LedgerRow | None, advisory_id: str, host: Any, outcome: str, detail: str,
@@ -368,11 +425,11 @@ def roll_out(adv: Advisory, inventory_path: str, store: Any, signer: Any, *, con
     actor = confirmed_by or getpass.getuser()
     inv = inventory if inventory is not None else inventory_mod.load(inventory_path, limit)
     ledger = Ledger(store)
-    ledger.register(adv, inv.path)
+    ledger.register(adv, inv.path, signer)
     targets = list(inv.targets)
     skipped = []
     if pending_only:
-        rows = ledger.rows(adv.id)
+        rows = ledger.rows(adv.id, [signer.public_key()])  # a forged confirmation does not skip a host
         skipped = [t.name for t in targets if t.name in rows and rows[t.name].confirmed]
         targets = [t for t in targets if t.name not in skipped]
     result = RollOut(adv, None, None, skipped=skipped, inventory_errors=list(inv.errors))
@@ -382,7 +439,7 @@ def roll_out(adv: Advisory, inventory_path: str, store: Any, signer: Any, *, con
     run_id = new_run_id()
     result.run_id = run_id
     store.begin_run({"kind": "advisory", "run_id": run_id, "baseline": adv.baseline,
-                     "inventory": {"path": inv.path, "digest": inv.digest}})
+                     "inventory": {"path": inv.path, "digest": inv.digest}}, signer)
     verified: dict[str, Any] = {}
     outcomes: dict[str, Any] = {}
     try:
@@ -402,7 +459,7 @@ def roll_out(adv: Advisory, inventory_path: str, store: Any, signer: Any, *, con
                 o = outcomes.get(t.name)
                 error = o.error if o is not None and not o.reachable else "not reached by the roll-out"
                 verified[t.name] = _unreachable_result(adv.baseline, t, error)
-            store.add_host_result(run_id, verified[t.name])
+            store.add_host_result(run_id, verified[t.name], signer)
     except BaseException:
         store.finish_run(run_id, signer, complete=False)
         raise
@@ -419,20 +476,28 @@ def roll_out(adv: Advisory, inventory_path: str, store: Any, signer: Any, *, con
             o_state, detail = UNREACHABLE, v.error if v is not None else "not reached"
         else:
             o_state, detail = judge(o, v)
-        result.rows.append(ledger.record(adv.id, t, o_state, detail, run_id, actor, now))
+        result.rows.append(ledger.record(adv.id, t, o_state, detail, run_id, actor, now, signer=signer))
         progress(f"{t.name}: {o_state}")
     return result
 
 
 # --- status --------------------------------------------------------------------------------------
 
+def verify_ledger(store: Any, public_keys: Any) -> list[str]:
+    """Ledger rows in the store that none of public_keys signed (for `kijun verify`)."""
+    return Ledger(store).problems(public_keys)
+
+
 def status(store: Any, advisory_id: str, inventory_path: str | None = None, today: dt.date | None = None,
-           inventory: Any = None) -> dict[str, Any]:
-    """Every host of the inventory (and any host in the ledger) with its state, deadline and overdue flag."""
+           inventory: Any = None, *, public_keys: Any) -> dict[str, Any]:
+    """Every host of the inventory (and any host in the ledger) with its state, deadline and overdue flag.
+
+    Only rows signed by one of public_keys count; the others are listed under "tampered" and confirm nothing.
+    """
     from kijun import inventory as inventory_mod
 
     ledger = Ledger(store)
-    meta = ledger.advisory(advisory_id)
+    meta = ledger.advisory(advisory_id, public_keys)
     if meta is None:
         known = ", ".join(ledger.advisories()) or "none"
         raise InputError(store.url, "advisory", f"unknown advisory {advisory_id!r} (known: {known}); "
@@ -440,7 +505,7 @@ def status(store: Any, advisory_id: str, inventory_path: str | None = None, toda
     today = today or dt.date.today()
     deadline = dt.date.fromisoformat(meta["deadline"])
     inv = inventory if inventory is not None else inventory_mod.load(inventory_path or meta["inventory"])
-    rows = ledger.rows(advisory_id)
+    rows = ledger.rows(advisory_id, public_keys)
     out: list[LedgerRow] = []
     for t in inv.targets:
         row = rows.pop(t.name, None) or LedgerRow(advisory_id, t.name, detail="never reached by a roll-out")
@@ -471,6 +536,8 @@ def status(store: Any, advisory_id: str, inventory_path: str | None = None, toda
                     "outstanding": sum(not r.confirmed for r in out), "pending": sum(r.pending for r in out),
                     "overdue": sum(r.overdue for r in out), "by_state": by_state, "confirmed_late": late},
         "inventory_errors": [str(e) for e in inv.errors],
+        "tampered": [f"advisory {advisory_id}: host {r.host}: ledger row {r.tampered} (edited or forged)"
+                     for r in out if r.tampered],
         "all_confirmed": bool(out) and all(r.confirmed for r in out),
     }
 
@@ -489,7 +556,7 @@ def _status_rows(data: dict[str, Any], lang: str) -> tuple[list[str], list[list[
                                      "run", "overdue", "detail")]
     rows = []
     for r in data["hosts"]:
-        state = tr(r["state"], lang) + ("" if r["in_inventory"] else " *")
+        state = tr(r["state"], lang) + ("" if r["in_inventory"] else " *") + (" !" if r["tampered"] else "")
         rows.append([r["host"], r["organisation"], r["branch"], r["importance_class"], state,
                      r["confirmed_by"] or "" if r["confirmed"] else "", r["confirmed_at"] or r["updated"] or "",
                      r["run_id"] or "", tr("overdue", lang) if r["overdue"] else "", _cut(r["detail"])])
@@ -536,6 +603,9 @@ def render_status(data: dict[str, Any], fmt: str = "table", lang: str = "en") ->
         raise ValueError(f"unknown format {fmt!r} (table, json or markdown)")
     if any(not r["in_inventory"] for r in data["hosts"]):
         out.append("* " + ("not in the inventory any more" if lang == "en" else "インベントリにないホスト"))
+    if data["tampered"]:
+        out.append("! " + ("ledger row not signed by a trusted key (edited or forged): not counted as confirmed"
+                           if lang == "en" else "台帳の行の署名が検証できない(改ざんまたは偽造): 確認済みとして数えない"))
     for err in data["inventory_errors"]:
         out.append(f"inventory: {err}")
     return "\n".join(out) + "\n"

@@ -200,19 +200,26 @@ def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, 
 @click.option("-i", "--inventory", type=click.Path(), default=None,
               help="Inventory listing every host (default: the one of the last roll-out).")
 @store_option
+@key_option
+@click.option("--pub", "pub_paths", multiple=True, type=click.Path(),
+              help="Trusted public key(s) the ledger rows must be signed with (default: the --key's .pub).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @lang_option
-def advisory_status(advisory_id, inventory, store_url, fmt, lang) -> None:
+def advisory_status(advisory_id, inventory, store_url, key_path, pub_paths, fmt, lang) -> None:
     """Ledger of ADVISORY_ID: every inventory host with state, deadline and overdue flag.
 
-    Exit 0 only when every host is applied and verified, 1 otherwise, 2 input error.
+    Exit 0 only when every host is applied and verified (by a signed ledger row), 1 otherwise, 2 input error.
     """
     from kijun import advisory as advisory_mod
+    from kijun import cli
 
+    keys = cli._public_keys(pub_paths, key_path)
     with _store(store_url) as st:
-        data = advisory_mod.status(st, advisory_id, inventory)
+        data = advisory_mod.status(st, advisory_id, inventory, public_keys=keys)
+    for line in data["tampered"]:
+        click.echo(f"kijun: tampered: {line}", err=True)
     click.echo(advisory_mod.render_status(data, fmt, lang), nl=False)
-    sys.exit(0 if data["all_confirmed"] else 1)
+    sys.exit(0 if data["all_confirmed"] and not data["tampered"] else 1)
 
 
 @advisory.command("validate")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import stat
 from collections.abc import Iterable, Mapping
@@ -158,7 +159,7 @@ def verify_signature(report: dict[str, Any], public_keys: PublicKeys) -> None:
     if sig.get("alg") != ALG:
         raise SignatureError(f"unsupported signature algorithm {sig.get('alg')!r}")
     keys = _by_id(public_keys)
-    key = keys.get(sig.get("key_id", ""))
+    key = keys.get(sig["key_id"]) if isinstance(sig.get("key_id"), str) else None  # a list would not hash
     if key is None:
         raise SignatureError(f"signed by unknown key {sig.get('key_id')!r}")
     try:
@@ -166,3 +167,31 @@ def verify_signature(report: dict[str, Any], public_keys: PublicKeys) -> None:
         key.verify(value, canonical_bytes(report))
     except (InvalidSignature, ValueError):
         raise SignatureError("signature does not match the report content") from None
+
+
+# --- store rows ---------------------------------------------------------------------------------
+# Rows the store keeps before (or besides) a signed report: a run's opening record, each host result
+# as it is written, each advisory ledger row. Each carries its own signature, so whoever can write the
+# store but lacks the key cannot add a row that kijun later seals or counts as confirmed.
+
+RECORD_KEY = "kijun_record"
+
+
+def sign_record(kind: str, fields: Mapping[str, Any], key: Ed25519PrivateKey) -> str:
+    """The signature (as JSON text, for a TEXT column) over one row: {"kijun_record": kind, **fields}."""
+    return json.dumps(sign({RECORD_KEY: kind, **fields}, key)[SIGNATURE_KEY], sort_keys=True)
+
+
+def record_problem(kind: str, fields: Mapping[str, Any], signature: str | None, public_keys: PublicKeys) -> str | None:
+    """Why a row's signature does not hold (one phrase), or None when one of public_keys signed exactly it."""
+    if not signature:
+        return "not signed"
+    try:
+        sig = json.loads(signature)
+    except ValueError:
+        return "signature is not valid JSON"
+    try:
+        verify_signature({RECORD_KEY: kind, **fields, SIGNATURE_KEY: sig}, public_keys)
+    except SignatureError as exc:
+        return str(exc).replace("the report content", "the row")
+    return None

@@ -3,6 +3,11 @@
 Every finished run's signed report is stored with a sequence number and the digest of the report
 before it (chain). Host results are committed one by one, so a run killed halfway keeps the hosts
 it finished; recover_incomplete() later seals such runs as complete=false reports.
+
+A run's opening record and each host result are signed as they are written (signing.sign_record),
+and sealing keeps only rows signed by the sealing key: whoever can write the store but lacks the
+key cannot get a fabricated run or host result signed into the chain. What sealing leaves out is
+kept in kijun_rejected, and verify_chain names it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import re
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,18 +31,25 @@ from kijun.report import (
     KINDS, build_report, digest, dumps, full_bytes, host_dict, host_errors, load_report, report_errors, utc_now,
     new_run_id,
 )
-from kijun.signing import PublicKeys, SignatureError, sign, verify_signature
+from kijun.signing import (
+    PublicKeys, SignatureError, key_id, record_problem, sign, sign_record, verify_signature,
+)
 
 DEFAULT_STORE_PATH = Path("~/.local/share/kijun/results.db")
 STORE_ENV = "KIJUN_STORE"  # the store URL when none is given (same variable as the CLI's --store)
 BUSY_TIMEOUT_S = 30.0
 STALE_AFTER_S = 6 * 3600  # a run with no host result for this long is abandoned
 
-RUNNING, FINISHED = "running", "finished"
+RUNNING, FINISHED, REJECTED = "running", "finished", "rejected"  # rejected: not ours, never sealed
+RUN_RECORD, HOST_RECORD = "run", "host-result"  # signing.sign_record kinds of the rows below
 
 
 class StoreError(Exception):
     """The store cannot do what was asked. str() is one line."""
+
+
+class ForeignRunError(StoreError):
+    """A run in the store was not opened with the sealing key: it is set aside, never signed."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,29 @@ def _ddl(d: _Dialect) -> list[str]:
             UNIQUE (run_id, host)
         )""",
         "CREATE INDEX IF NOT EXISTS kijun_runs_kind ON kijun_runs(kind, sequence)",
+        # Rows sealing left out because the sealing key did not sign them (host '' : the run itself).
+        f"""CREATE TABLE IF NOT EXISTS kijun_rejected (
+            id {d.id_column},
+            run_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            result TEXT,
+            at TEXT NOT NULL
+        )""",
     ]
+
+
+# Columns added after the first release: stores made before get them on opening.
+_ADDED_COLUMNS = {"kijun_runs": (("signature", "TEXT"),),
+                  "kijun_host_results": (("idx", "INTEGER"), ("signature", "TEXT"))}
+
+
+def _run_fields(run_id: str, kind: str, started: str, meta_text: str) -> dict[str, Any]:
+    return {"run_id": run_id, "kind": kind, "started": started, "meta": meta_text}
+
+
+def _host_fields(run_id: str, idx: Any, result_text: str) -> dict[str, Any]:
+    return {"run_id": run_id, "index": idx, "result": result_text}
 
 
 def _owner() -> str:
@@ -140,6 +174,8 @@ class Store:
         with self._transaction():
             for statement in _ddl(self.dialect):
                 self._q(statement)
+            for table, columns in _ADDED_COLUMNS.items():
+                self.add_columns(table, columns)
 
     @staticmethod
     def _connect_sqlite(path: str, timeout: float) -> sqlite3.Connection:
@@ -195,6 +231,27 @@ class Store:
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
 
+    def add_columns(self, table: str, columns: Iterable[tuple[str, str]]) -> None:
+        """Add columns a table made by an older kijun lacks (inside a write transaction)."""
+        if self.dialect is POSTGRES:
+            for name, kind in columns:
+                self._q(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {kind}")
+            return
+        have = {row[1] for row in self._q(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in have:
+                self._q(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+    def integrity_problems(self) -> list[str]:
+        """The database's own consistency check: [] when sound (SQLite PRAGMA integrity_check).
+
+        PostgreSQL checksums its pages itself (and reports damage on read), so there is nothing to run.
+        """
+        if self.dialect is POSTGRES:
+            return []
+        rows = self._q("PRAGMA integrity_check")
+        return [] if [r[0] for r in rows] == ["ok"] else [" ".join(str(r[0]).split()) for r in rows]
+
     def _run_row(self, run_id: str) -> tuple:
         rows = self._q("SELECT state, meta, started, kind FROM kijun_runs WHERE run_id = ?", (run_id,))
         if not rows:
@@ -203,8 +260,8 @@ class Store:
 
     # --- writing a run ---------------------------------------------------------------------------
 
-    def begin_run(self, meta: dict[str, Any]) -> str:
-        """Record a new, running run. meta: kind, and optionally baseline, inventory, run_id, started."""
+    def begin_run(self, meta: dict[str, Any], signer: Ed25519PrivateKey) -> str:
+        """Record a new, running run, signed. meta: kind, and optionally baseline, inventory, run_id, started."""
         kind = meta.get("kind")
         if kind not in KINDS:
             raise StoreError(f"unknown run kind {kind!r} (one of {', '.join(KINDS)})")
@@ -218,27 +275,44 @@ class Store:
         if errors:
             raise StoreError(str(errors[0]))
         stored_meta.update(baseline=probe["baseline"], inventory=probe["inventory"], version=probe["tool"]["version"])
+        meta_text = json.dumps(stored_meta)
+        signature = sign_record(RUN_RECORD, _run_fields(run_id, kind, started, meta_text), signer)
         with self._transaction():
             self._q(
-                "INSERT INTO kijun_runs (run_id, kind, started, state, owner, updated, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, kind, started, RUNNING, _owner(), utc_now(), json.dumps(stored_meta)),
+                "INSERT INTO kijun_runs (run_id, kind, started, state, owner, updated, meta, signature) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, kind, started, RUNNING, _owner(), utc_now(), meta_text, signature),
             )
         return run_id
 
-    def add_host_result(self, run_id: str, host_result: Any) -> None:
-        """Store one host's result, committed at once (a later crash keeps it)."""
+    def add_host_result(self, run_id: str, host_result: Any, signer: Ed25519PrivateKey) -> None:
+        """Store one host's result, signed, committed at once (a later crash keeps it).
+
+        The signature covers the run id, the result and its index (the order hosts were written in; a
+        host written again keeps its index), so a row cannot move to another run and a removed one leaves
+        a gap.
+        """
         host = host_dict(host_result)
         problems = host_errors(host)
         if problems:
             raise StoreError(f"run {run_id}: host result {host.get('host', '?')}: {problems[0]}")
+        text = full_bytes(host).decode("utf-8")
         with self._transaction():
             if self._run_row(run_id)[0] != RUNNING:
                 raise StoreError(f"run {run_id} is already finished")
+            found = self._q("SELECT idx FROM kijun_host_results WHERE run_id = ? AND host = ?", (run_id, host["host"]))
+            if found and isinstance(found[0][0], int):
+                idx = found[0][0]
+            else:
+                idx = self._q("SELECT COALESCE(MAX(idx), -1) + 1 FROM kijun_host_results WHERE run_id = ?",
+                              (run_id,))[0][0]
+            signature = sign_record(HOST_RECORD, _host_fields(run_id, idx, text), signer)
             self._q("UPDATE kijun_runs SET updated = ? WHERE run_id = ?", (utc_now(), run_id))
             self._q(
-                "INSERT INTO kijun_host_results (run_id, host, result) VALUES (?, ?, ?) "
-                "ON CONFLICT (run_id, host) DO UPDATE SET result = excluded.result",
-                (run_id, host["host"], full_bytes(host).decode("utf-8")),
+                "INSERT INTO kijun_host_results (run_id, host, result, idx, signature) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, host) DO UPDATE SET result = excluded.result, idx = excluded.idx, "
+                "signature = excluded.signature",
+                (run_id, host["host"], text, idx, signature),
             )
 
     def finish_run(self, run_id: str, signer: Ed25519PrivateKey, complete: bool = True) -> dict[str, Any]:
@@ -248,37 +322,86 @@ class Store:
     def _finish(self, run_id: str, signer: Ed25519PrivateKey, complete: bool, finished: str | None) -> dict[str, Any]:
         # One exclusive transaction from reading the chain head to writing the new one: two
         # writers can never both take the same sequence number or the same previous digest.
+        ours = {key_id(signer.public_key()): signer.public_key()}
         with self._transaction():
             state, meta_text, started, kind = self._run_row(run_id)
             if state != RUNNING:
                 raise StoreError(f"run {run_id} is already finished")
-            meta = json.loads(meta_text)
-            hosts = [json.loads(r[0]) for r in self._q(
-                "SELECT result FROM kijun_host_results WHERE run_id = ? ORDER BY host", (run_id,))]
-            report = build_report(kind, hosts, run_id=run_id, started=started, finished=finished,
-                                  complete=complete, baseline=meta.get("baseline"),
-                                  inventory=meta.get("inventory"), version=meta.get("version"))
-            head = self.head()
-            sequence, previous = (head[0] + 1, head[1]) if head else (1, None)
-            report["chain"] = {"sequence": sequence, "previous": previous}
-            signed = sign(report, signer)
-            # Hosts were validated one by one on the way in; check the envelope (cheap under the lock).
-            errors = report_errors({**signed, "hosts": []}, f"run {run_id}")
-            if errors:  # a bug, not user input: never store a report that would not load back
-                raise StoreError(str(errors[0]))
-            self._q(
-                "UPDATE kijun_runs SET state = ?, finished = ?, complete = ?, sequence = ?, digest = ?, "
-                "summary = ?, report = ?, updated = ? WHERE run_id = ?",
-                (FINISHED, finished, int(complete), sequence, digest(signed), json.dumps(signed["summary"]),
-                 full_bytes(signed).decode("utf-8"), utc_now(), run_id),
-            )
+            signature = self._q("SELECT signature FROM kijun_runs WHERE run_id = ?", (run_id,))[0][0]
+            problem = record_problem(RUN_RECORD, _run_fields(run_id, kind, started, meta_text), signature, ours)
+            if problem is None:
+                signed = self._seal(run_id, signer, ours, complete, finished, kind, started, json.loads(meta_text))
+            else:  # never sign what this controller did not open: set it aside (committed, then raised)
+                self._q("UPDATE kijun_runs SET state = ?, updated = ? WHERE run_id = ?", (REJECTED, utc_now(), run_id))
+                self._reject(run_id, "", f"run record {problem}", None)
+        if problem is not None:
+            raise ForeignRunError(f"run {run_id}: not produced by this controller (run record {problem}); "
+                                  "left out of the chain")
         return signed
 
-    def recover_incomplete(self, signer: Ed25519PrivateKey, stale_after: float = STALE_AFTER_S) -> list[str]:
+    def _seal(self, run_id: str, signer: Ed25519PrivateKey, ours: PublicKeys, complete: bool, finished: str | None,
+              kind: str, started: str, meta: dict[str, Any]) -> dict[str, Any]:
+        hosts, left_out = self._own_hosts(run_id, ours)
+        complete = complete and not left_out  # a host result of ours edited or removed: the run is not whole
+        report = build_report(kind, hosts, run_id=run_id, started=started, finished=finished,
+                              complete=complete, baseline=meta.get("baseline"),
+                              inventory=meta.get("inventory"), version=meta.get("version"))
+        head = self.head()
+        sequence, previous = (head[0] + 1, head[1]) if head else (1, None)
+        report["chain"] = {"sequence": sequence, "previous": previous}
+        signed = sign(report, signer)
+        # Hosts were validated one by one on the way in; check the envelope (cheap under the lock).
+        errors = report_errors({**signed, "hosts": []}, f"run {run_id}")
+        if errors:  # a bug, not user input: never store a report that would not load back
+            raise StoreError(str(errors[0]))
+        self._q(
+            "UPDATE kijun_runs SET state = ?, finished = ?, complete = ?, sequence = ?, digest = ?, "
+            "summary = ?, report = ?, updated = ? WHERE run_id = ?",
+            (FINISHED, finished, int(complete), sequence, digest(signed), json.dumps(signed["summary"]),
+             full_bytes(signed).decode("utf-8"), utc_now(), run_id),
+        )
+        return signed
+
+    def _reject(self, run_id: str, host: str, reason: str, result: str | None) -> None:
+        self._q("INSERT INTO kijun_rejected (run_id, host, reason, result, at) VALUES (?, ?, ?, ?, ?)",
+                (run_id, host, reason, result, utc_now()))
+
+    def _own_hosts(self, run_id: str, ours: PublicKeys) -> tuple[list[dict[str, Any]], list[str]]:
+        """The run's host results signed by `ours`; the others move to kijun_rejected (their names returned)."""
+        hosts: list[dict[str, Any]] = []
+        left_out: list[str] = []
+        seen: set[int] = set()
+        for host, idx, text, signature in self._q(
+                "SELECT host, idx, result, signature FROM kijun_host_results WHERE run_id = ? ORDER BY host", (run_id,)):
+            problem = record_problem(HOST_RECORD, _host_fields(run_id, idx, text), signature, ours)
+            if problem is None:
+                result = json.loads(text)
+                if result.get("host") != host:
+                    problem = f"filed under host {host!r} but is the result of {result.get('host')!r}"
+                elif idx in seen:
+                    problem = f"index {idx} used twice (copied row)"
+            if isinstance(idx, int):
+                seen.add(idx)
+            if problem is not None:
+                self._reject(run_id, host, f"host result {problem}", text)
+                self._q("DELETE FROM kijun_host_results WHERE run_id = ? AND host = ?", (run_id, host))
+                left_out.append(host)
+                continue
+            hosts.append(result)
+        # Indices run 0..n-1 in writing order: a hole is a host result removed from the store.
+        for idx in sorted(set(range(max(seen) + 1)) - seen) if seen else []:
+            self._reject(run_id, f"#{idx}", "host result removed from the store", None)
+            left_out.append(f"#{idx}")
+        return hosts, left_out
+
+    def recover_incomplete(self, signer: Ed25519PrivateKey, stale_after: float = STALE_AFTER_S,
+                           warn: Callable[[str], None] | None = None) -> list[str]:
         """Seal runs whose writer died as complete=false reports; return their run ids.
 
         A writer is gone when its pid no longer exists on this machine, or when its run has had
         no new host result for more than stale_after seconds (other machines, reused pids).
+        Only what `signer` signed is sealed: a run it did not open is set aside (warn gets one line),
+        and host results it did not write are left out (kijun_rejected; verify_chain names them).
         """
         rows = self._q("SELECT run_id, owner, updated FROM kijun_runs WHERE state = ? ORDER BY run_id", (RUNNING,))
         recovered = []
@@ -286,10 +409,27 @@ class Store:
             if _owner_gone(owner, updated, stale_after):
                 try:
                     self._finish(run_id, signer, complete=False, finished=None)
+                except ForeignRunError as exc:
+                    if warn:
+                        warn(str(exc))
+                    continue
                 except StoreError:  # sealed meanwhile by another recoverer
                     continue
                 recovered.append(run_id)
+                for r in self.rejected(run_id):
+                    if warn:
+                        warn(f"run {run_id}: host {r['host']}: not produced by this controller ({r['reason']}); "
+                             "left out of its signed report")
         return recovered
+
+    def rejected(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """What sealing left out because the sealing key had not signed it (host '': the whole run)."""
+        sql = "SELECT run_id, host, reason, at FROM kijun_rejected"
+        params: tuple = ()
+        if run_id:
+            sql += " WHERE run_id = ?"
+            params = (run_id,)
+        return [dict(zip(("run_id", "host", "reason", "at"), r)) for r in self._q(sql + " ORDER BY id", params)]
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -366,7 +506,32 @@ class Store:
             if report.get("run_id") != run_id:
                 problem = f"stored report belongs to run {report.get('run_id')} (swapped)"
             entries.append(ChainEntry(f"run {run_id}", report, sequence, stored_digest, problem))
-        return check_chain(entries, public_keys)
+        return check_chain(entries, public_keys) + self._unsealed_problems(public_keys)
+
+    def _unsealed_problems(self, public_keys: PublicKeys) -> list[str]:
+        """Rows outside the chain that kijun did not write: set aside at sealing, or in runs still open."""
+        problems = []
+        for r in self.rejected():
+            if not r["host"]:
+                problems.append(f"run {r['run_id']}: not produced by this controller ({r['reason']}); "
+                                "left out of the chain")
+            elif r["host"].startswith("#"):
+                problems.append(f"run {r['run_id']}: {r['reason']} (index {r['host'][1:]}); sealed as incomplete")
+            else:
+                problems.append(f"run {r['run_id']}: host {r['host']}: not produced by this controller "
+                                f"({r['reason']}); left out of its signed report")
+        for run_id, kind, started, meta_text, signature in self._q(
+                "SELECT run_id, kind, started, meta, signature FROM kijun_runs WHERE state = ? ORDER BY run_id",
+                (RUNNING,)):
+            problem = record_problem(RUN_RECORD, _run_fields(run_id, kind, started, meta_text), signature, public_keys)
+            if problem:
+                problems.append(f"run {run_id} (unsealed): run record {problem}: not produced by kijun")
+            for host, idx, text, sig in self._q("SELECT host, idx, result, signature FROM kijun_host_results "
+                                                "WHERE run_id = ? ORDER BY host", (run_id,)):
+                problem = record_problem(HOST_RECORD, _host_fields(run_id, idx, text), sig, public_keys)
+                if problem:
+                    problems.append(f"run {run_id} (unsealed): host {host}: host result {problem}: not produced by kijun")
+        return problems
 
 
 class _Transaction:
@@ -482,7 +647,10 @@ def verify_files(paths: Iterable[str | Path], public_keys: PublicKeys) -> list[s
     files: list[Path] = []
     for p in paths:
         p = Path(p)
-        files += sorted(p.glob("*.json")) if p.is_dir() else [p]
+        found = sorted(p.glob("*.json")) if p.is_dir() else [p]
+        if not found:  # nothing checked is not "ok"
+            raise InputError(str(p), "", "no report files (*.json) to verify")
+        files += found
     problems: list[str] = []
     entries: list[ChainEntry] = []
     for f in files:

@@ -115,10 +115,11 @@ class FakeFleet:
 
 
 @pytest.fixture
-def setup(tmp_path, signer):  # noqa: F811
+def setup(tmp_path, signer, key_path):  # noqa: F811
     inv = tmp_path / "inventory.py"
     inv.write_text(INVENTORY, encoding="utf-8")
-    return {"inv": str(inv), "db": str(tmp_path / "runs.db"), "adv": advisory.load(str(EXAMPLE)), "signer": signer}
+    return {"inv": str(inv), "db": str(tmp_path / "runs.db"), "adv": advisory.load(str(EXAMPLE)), "signer": signer,
+            "key": str(key_path)}
 
 
 def roll(setup, fleet, **kw):
@@ -129,7 +130,7 @@ def roll(setup, fleet, **kw):
 
 def status(setup, today=dt.date(2025, 6, 10)):
     with Store(setup["db"]) as st:
-        return advisory.status(st, "EXAMPLE-2025-001", today=today)
+        return advisory.status(st, "EXAMPLE-2025-001", today=today, public_keys=[setup["signer"].public_key()])
 
 
 def states(data):
@@ -201,13 +202,13 @@ def test_status_lists_never_reached_hosts_and_overdue(setup):
 def test_cli_status_exit_codes(setup):
     fleet = FakeFleet({"hq-01": "ok", "hq-02": "ok", "kanto-01": "down"})
     roll(setup, fleet)
-    r = CliRunner().invoke(main, ["advisory", "status", "EXAMPLE-2025-001", "--store", setup["db"], "--format", "json"])
+    r = CliRunner().invoke(main, ["advisory", "status", "EXAMPLE-2025-001", "--store", setup["db"], "--key", setup["key"], "--format", "json"])
     assert r.exit_code == 1
     data = json.loads(r.stdout)
     assert states(data)["kanto-01"] == "unreachable" and not data["all_confirmed"]
     fleet.states["kanto-01"] = "ok"
     roll(setup, fleet, pending_only=True)
-    r = CliRunner().invoke(main, ["advisory", "status", "EXAMPLE-2025-001", "--store", setup["db"]])
+    r = CliRunner().invoke(main, ["advisory", "status", "EXAMPLE-2025-001", "--store", setup["db"], "--key", setup["key"]])
     assert r.exit_code == 0 and "CSIRT 佐藤" in r.output
-    r = CliRunner().invoke(main, ["advisory", "status", "NOPE-1", "--store", setup["db"]])
+    r = CliRunner().invoke(main, ["advisory", "status", "NOPE-1", "--store", setup["db"], "--key", setup["key"]])
     assert r.exit_code == 2 and "unknown advisory 'NOPE-1' (known: EXAMPLE-2025-001)" in r.output

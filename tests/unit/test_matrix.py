@@ -160,9 +160,9 @@ def store_fleet_runs(store, signer, base, tmp_path, today=dt.date(2026, 11, 22))
         hosts = host_results(base, statuses, stamp=f"2026-11-{20 + i}T10:00:00Z")
         waivers.apply(ws, hosts, today=today)
         run_id = store.begin_run({"kind": "check", "baseline": base, "inventory": {"path": "inv.py", "digest": ""},
-                                  "started": f"2026-11-{20 + i}T10:00:00Z"})
+                                  "started": f"2026-11-{20 + i}T10:00:00Z"}, signer)
         for h in hosts:
-            store.add_host_result(run_id, h)
+            store.add_host_result(run_id, h, signer)
         reports.append(store.finish_run(run_id, signer))
     return reports
 
@@ -348,9 +348,9 @@ def test_html_escapes_hostile_text(fleet, signer):
     hosts[0].results[0].waiver = {"justification": "</script><script>alert(1)</script>", "approver": "<b>x</b>",
                                   "expires": "2020-01-01", "ticket": None, "expired": True}
     with Store(fleet["db"]) as st:
-        run_id = st.begin_run({"kind": "check", "baseline": base})
+        run_id = st.begin_run({"kind": "check", "baseline": base}, signer)
         for h in hosts:
-            st.add_host_result(run_id, h)
+            st.add_host_result(run_id, h, signer)
         report = st.finish_run(run_id, signer)
     page = matrix.render(matrix.build(report, base), "html")
     assert "<script>alert(1)" not in page and "&lt;b&gt;x&lt;/b&gt;" in page

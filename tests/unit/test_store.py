@@ -39,9 +39,10 @@ def store(tmp_path):
 
 
 def run(store, signer, hosts=("a", "b"), kind="check", status="pass"):
-    run_id = store.begin_run({"kind": kind, "baseline": {"id": "std", "version": "1", "digest": "", "path": "b.yaml"}})
+    run_id = store.begin_run({"kind": kind, "baseline": {"id": "std", "version": "1", "digest": "", "path": "b.yaml"}},
+                             signer)
     for h in hosts:
-        store.add_host_result(run_id, host(h, status))
+        store.add_host_result(run_id, host(h, status), signer)
     return store.finish_run(run_id, signer)
 
 
@@ -80,8 +81,8 @@ def test_runs_latest_and_kinds(store, signer):
 
 def test_latest_skips_incomplete_runs_by_default(store, signer):
     a = run(store, signer)
-    rid = store.begin_run({"kind": "check"})
-    store.add_host_result(rid, host("a"))
+    rid = store.begin_run({"kind": "check"}, signer)
+    store.add_host_result(rid, host("a"), signer)
     partial = store.finish_run(rid, signer, complete=False)
     assert partial["complete"] is False
     assert [r["run_id"] for r in store.latest(2)] == [a["run_id"]]
@@ -99,25 +100,26 @@ def test_export_round_trips_through_load_report(store, signer, tmp_path):
 def test_misuse_is_refused(store, signer):
     r = run(store, signer)
     with pytest.raises(StoreError, match="already finished"):
-        store.add_host_result(r["run_id"], host("late"))
+        store.add_host_result(r["run_id"], host("late"), signer)
     with pytest.raises(StoreError, match="already finished"):
         store.finish_run(r["run_id"], signer)
     with pytest.raises(StoreError, match="unknown run"):
         store.get_report("20260101T000000Z-000000")
     with pytest.raises(StoreError, match="unknown run kind"):
-        store.begin_run({"kind": "audit"})
+        store.begin_run({"kind": "audit"}, signer)
     with pytest.raises(StoreError, match=r"run meta: baseline\.digest: 'md5:x' does not match"):
-        store.begin_run({"kind": "check", "baseline": {"id": "b", "version": "1", "digest": "md5:x", "path": ""}})
-    rid = store.begin_run({"kind": "check"})
+        store.begin_run({"kind": "check", "baseline": {"id": "b", "version": "1", "digest": "md5:x", "path": ""}},
+                        signer)
+    rid = store.begin_run({"kind": "check"}, signer)
     with pytest.raises(StoreError, match="not finished"):
         store.get_report(rid)
     with pytest.raises(StoreError, match="reachable"):
-        store.add_host_result(rid, {**host("x"), "reachable": "yes"})
+        store.add_host_result(rid, {**host("x"), "reachable": "yes"}, signer)
 
 
 def test_secrets_never_reach_the_store(store, signer, tmp_path):
-    rid = store.begin_run({"kind": "check"})
-    store.add_host_result(rid, host("a", db_password="hunter2", token="t"))
+    rid = store.begin_run({"kind": "check"}, signer)
+    store.add_host_result(rid, host("a", db_password="hunter2", token="t"), signer)
     store.finish_run(rid, signer)
     store.close()
     assert b"hunter2" not in (tmp_path / "results.db").read_bytes()
@@ -126,9 +128,9 @@ def test_secrets_never_reach_the_store(store, signer, tmp_path):
 
 
 def test_same_host_twice_keeps_the_last_result(store, signer):
-    rid = store.begin_run({"kind": "check"})
-    store.add_host_result(rid, host("a", "fail"))
-    store.add_host_result(rid, host("a", "pass"))
+    rid = store.begin_run({"kind": "check"}, signer)
+    store.add_host_result(rid, host("a", "fail"), signer)
+    store.add_host_result(rid, host("a", "pass"), signer)
     r = store.finish_run(rid, signer)
     assert len(r["hosts"]) == 1 and r["hosts"][0]["results"][0]["status"] == "pass"
 
@@ -250,20 +252,23 @@ KILLED_WRITER = """
 import json, os, sys
 from kijun.store import Store
 store = Store(sys.argv[1])
-run_id = store.begin_run({"kind": "check"})
+from kijun.signing import load_private
+signer = load_private(sys.argv[3])
+run_id = store.begin_run({"kind": "check"}, signer)
 for h in json.loads(sys.argv[2]):
-    store.add_host_result(run_id, h)
+    store.add_host_result(run_id, h, signer)
 print(run_id, flush=True)
 os._exit(9)  # killed before finish_run: no cleanup, no commit beyond what is already done
 """
 
 
-def test_killed_writer_keeps_finished_hosts(tmp_path, signer, pubkeys):
+def test_killed_writer_keeps_finished_hosts(tmp_path, key_path, signer, pubkeys):
     db = tmp_path / "results.db"
     with Store(db) as s:
         first = run(s, signer)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(db), json.dumps([host("a"), host("b", "fail")])],
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(db), json.dumps([host("a"), host("b", "fail")]),
+                           str(key_path)],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 9, proc.stderr
     run_id = proc.stdout.strip()
@@ -281,8 +286,8 @@ def test_killed_writer_keeps_finished_hosts(tmp_path, signer, pubkeys):
 
 
 def test_recover_leaves_live_runs_alone(store, signer):
-    rid = store.begin_run({"kind": "check"})  # owned by this (live) process
-    store.add_host_result(rid, host("a"))
+    rid = store.begin_run({"kind": "check"}, signer)  # owned by this (live) process
+    store.add_host_result(rid, host("a"), signer)
     assert store.recover_incomplete(signer) == []
     assert store.recover_incomplete(signer, stale_after=-1) == [rid]  # silent "too long": sealed
 
@@ -292,9 +297,9 @@ def _writer(db, key_path, n_runs, barrier, tag):
     with Store(db) as s:
         barrier.wait()
         for i in range(n_runs):
-            rid = s.begin_run({"kind": "check"})
+            rid = s.begin_run({"kind": "check"}, signer)
             for h in range(3):
-                s.add_host_result(rid, host(f"{tag}-{i}-{h}"))
+                s.add_host_result(rid, host(f"{tag}-{i}-{h}"), signer)
             s.finish_run(rid, signer)
 
 
@@ -374,19 +379,19 @@ def test_a_file_that_is_not_a_store_gives_a_one_line_error(tmp_path):
 
 
 def test_failed_write_leaves_no_open_transaction(store, signer):
-    rid = store.begin_run({"kind": "check"})
+    rid = store.begin_run({"kind": "check"}, signer)
     with pytest.raises(StoreError):
-        store.begin_run({"kind": "check", "run_id": rid})  # duplicate id: rolled back
-    store.add_host_result(rid, host("a"))  # the store still takes writes
+        store.begin_run({"kind": "check", "run_id": rid}, signer)  # duplicate id: rolled back
+    store.add_host_result(rid, host("a"), signer)  # the store still takes writes
     assert store.finish_run(rid, signer)["chain"]["sequence"] == 1
 
 
 def test_threads_can_share_one_store(store, signer, pubkeys):
     from concurrent.futures import ThreadPoolExecutor
 
-    rid = store.begin_run({"kind": "check"})
+    rid = store.begin_run({"kind": "check"}, signer)
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: store.add_host_result(rid, host(f"h{i:03d}")), range(64)))
+        list(pool.map(lambda i: store.add_host_result(rid, host(f"h{i:03d}"), signer), range(64)))
     report = store.finish_run(rid, signer)
     assert [h["host"] for h in report["hosts"]] == [f"h{i:03d}" for i in range(64)]
     assert store.verify_chain(pubkeys) == []

@@ -30,8 +30,9 @@ def pg_url():
         pytest.skip(f"no PostgreSQL server for the tests ({URL_ENV} unset)")
     psycopg = pytest.importorskip("psycopg")
     with psycopg.connect(url, autocommit=True) as conn:  # a clean database for each test
-        conn.execute("DROP TABLE IF EXISTS kijun_host_results")
-        conn.execute("DROP TABLE IF EXISTS kijun_runs")
+        for table in ("kijun_host_results", "kijun_runs", "kijun_rejected", "kijun_advisory_events",
+                      "kijun_advisory_hosts", "kijun_advisories"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
     return url
 
 
@@ -70,11 +71,12 @@ def test_edited_and_removed_reports_are_named(pg_url, signer, pubkeys):
     assert f"run {reports[3]['run_id']}: sequence 4 follows 2: report(s) 3..3 missing (removed)" in problems
 
 
-def test_killed_writer_keeps_finished_hosts(pg_url, signer, pubkeys):
+def test_killed_writer_keeps_finished_hosts(pg_url, key_path, signer, pubkeys):
     with Store(pg_url) as s:
         first = run(s, signer)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, pg_url, json.dumps([host("a"), host("b", "fail")])],
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, pg_url, json.dumps([host("a"), host("b", "fail")]),
+                           str(key_path)],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 9, proc.stderr
     run_id = proc.stdout.strip()
