@@ -315,7 +315,8 @@ def verify(store_url, key_path, pub_paths, files) -> None:
         with store_mod.Store(store_url) as st:
             damage = st.integrity_problems()
             if damage:  # the rows below cannot be trusted to read back: stop at one line
-                click.echo(f"kijun: corrupt: {st.url}: {'; '.join(damage[:3])[:300]}", err=True)
+                more = f" (and {len(damage) - 2} more)" if len(damage) > 2 else ""
+                click.echo(f"kijun: corrupt: {st.url}: integrity check: {'; '.join(damage[:2])}{more}", err=True)
                 sys.exit(1)
             problems = st.verify_chain(keys) + advisory_mod.verify_ledger(st, keys)
     for p in problems:

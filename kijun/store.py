@@ -249,8 +249,14 @@ class Store:
         """
         if self.dialect is POSTGRES:
             return []
-        rows = self._q("PRAGMA integrity_check")
-        return [] if [r[0] for r in rows] == ["ok"] else [" ".join(str(r[0]).split()) for r in rows]
+        try:
+            rows = self._q("PRAGMA integrity_check")
+        except StoreError as exc:  # damage bad enough that the check itself stops
+            return [str(exc).removeprefix(f"{self.url}: ")]
+        if [r[0] for r in rows] == ["ok"]:
+            return []
+        lines = [" ".join(line.split()) for r in rows for line in str(r[0]).splitlines()]
+        return [line for line in lines if line and not line.startswith("***")] or ["integrity check failed"]
 
     def _run_row(self, run_id: str) -> tuple:
         rows = self._q("SELECT state, meta, started, kind FROM kijun_runs WHERE run_id = ?", (run_id,))

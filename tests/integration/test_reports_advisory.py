@@ -158,7 +158,7 @@ def test_advisory_host_down_stays_pending_until_back_and_verified(lab, signing, 
         r = kijun("advisory", "apply", path, "-i", INVENTORY, "--confirmed-by", CONFIRMER, "--connect-timeout", "5",
                   *common)
         assert r.returncode == 1, r.stdout + r.stderr[-2000:]
-        s = kijun("advisory", "status", adv_id, "--store", store, "--format", "json")
+        s = kijun("advisory", "status", adv_id, "--store", store, "--pub", signing["pub"], "--format", "json")
         assert s.returncode == 1, s.stderr
         status = json.loads(s.stdout)
         rows = {h["host"]: h for h in status["hosts"]}
@@ -176,7 +176,7 @@ def test_advisory_host_down_stays_pending_until_back_and_verified(lab, signing, 
     # Back: the pending host alone is reached, applied, verified and confirmed.
     r = kijun("advisory", "apply", path, "-i", INVENTORY, "--confirmed-by", CONFIRMER, "--pending-only", *common)
     assert r.returncode == 0, r.stdout + r.stderr[-2000:]
-    s = kijun("advisory", "status", adv_id, "--store", store, "--format", "json")
+    s = kijun("advisory", "status", adv_id, "--store", store, "--pub", signing["pub"], "--format", "json")
     assert s.returncode == 0, s.stdout + s.stderr
     status = json.loads(s.stdout)
     assert status["all_confirmed"] is True and status["summary"]["confirmed"] == len(lab.hosts)
