@@ -127,3 +127,39 @@ def test_dead_server_is_found_by_keepalives_and_the_url_wins(pg_url):
     with Store(f"{pg_url}{sep}keepalives_idle=7") as s:
         dsn = s._conn.info.dsn
     assert "keepalives_idle=7" in dsn and "keepalives_idle=30" not in dsn
+
+
+def test_a_fabricated_running_run_is_not_sealed(pg_url, signer, pubkeys):  # noqa: F811
+    from kijun.report import full_bytes
+
+    with Store(pg_url) as s:
+        first = run(s, signer)
+    forged = "20200101T000000Z-f0f0f0"
+    sql(pg_url, "INSERT INTO kijun_runs (run_id, kind, started, state, owner, updated, meta) VALUES "
+        "(%s, 'check', '2020-01-01T00:00:00Z', 'running', 'elsewhere:1', '2020-01-01T00:00:00Z', %s)",
+        (forged, json.dumps({"baseline": None, "inventory": None, "version": "0.1.0"})))
+    sql(pg_url, "INSERT INTO kijun_host_results (run_id, host, result) VALUES (%s, 'web1', %s)",
+        (forged, full_bytes(host("web1")).decode()))
+    with Store(pg_url) as s:
+        assert s.recover_incomplete(signer) == []
+        assert [r["run_id"] for r in s.latest(5, complete_only=False)] == [first["run_id"]]
+        assert s.verify_chain(pubkeys) == [
+            f"run {forged}: not produced by this controller (run record not signed); left out of the chain"]
+        assert s.integrity_problems() == []
+
+
+def test_an_updated_advisory_ledger_is_flagged(pg_url, signer, pubkeys, tmp_path):  # noqa: F811
+    from kijun import advisory
+    from test_advisory import EXAMPLE, FakeFleet, INVENTORY
+
+    inv = tmp_path / "inventory.py"
+    inv.write_text(INVENTORY, encoding="utf-8")
+    fleet = FakeFleet({"hq-01": "ok", "hq-02": "ok", "kanto-01": "down"})
+    with Store(pg_url) as s:
+        advisory.roll_out(advisory.load(str(EXAMPLE)), str(inv), s, signer, apply_fn=fleet.apply, check_fn=fleet.check)
+    sql(pg_url, "UPDATE kijun_advisory_hosts SET state = 'applied-and-verified', confirmed_at = updated")
+    with Store(pg_url) as s:
+        data = advisory.status(s, "EXAMPLE-2025-001", public_keys=pubkeys)
+        assert not data["all_confirmed"] and len(data["tampered"]) == 1 and "host kanto-01" in data["tampered"][0]
+        assert advisory.verify_ledger(s, pubkeys) == [
+            "advisory EXAMPLE-2025-001: host kanto-01: ledger row signature does not match the row (edited or forged)"]
