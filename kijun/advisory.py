@@ -316,7 +316,8 @@ class Ledger:
             problem = record_problem(ADVISORY_RECORD, dict(zip(_ADVISORY_COLUMNS, r[:-1])), r[-1], public_keys)
             if problem:
                 out.append(f"advisory {r[0]}: ledger row {problem} (edited or forged)")
-        for r in self._q(f"SELECT {', '.join(_COLUMNS)}, signature FROM kijun_advisory_hosts ORDER BY advisory_id, host"):
+        for r in self._q(f"SELECT {', '.join(_COLUMNS)}, signature FROM kijun_advisory_hosts "
+                         "ORDER BY advisory_id, host"):
             problem = record_problem(HOST_RECORD, dict(zip(_COLUMNS, r[:-1])), r[-1], public_keys)
             if problem:
                 out.append(f"advisory {r[0]}: host {r[1]}: ledger row {problem} (edited or forged)")

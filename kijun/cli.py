@@ -157,8 +157,8 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
         # Runs whose process was killed: seal what they kept, but only what this key signed as it went.
         for stale in store.recover_incomplete(signer, warn=lambda line: click.echo(f"kijun: warning: {line}", err=True)):
             click.echo(f"kijun: run {stale} was interrupted; sealed as incomplete with the hosts it had checked", err=True)
-        run_id = store.begin_run({"kind": "check", "baseline": base, "inventory": {"path": inv.path, "digest": inv.digest}},
-                                 signer)
+        run_id = store.begin_run(
+            {"kind": "check", "baseline": base, "inventory": {"path": inv.path, "digest": inv.digest}}, signer)
         click.echo(f"run {run_id}: checking {len(inv.targets)} host(s)", err=True)
 
     def done(res):
@@ -323,7 +323,8 @@ def verify(store_url, key_path, pub_paths, files) -> None:
         click.echo(f"kijun: tampered: {p}", err=True)
     if problems:
         sys.exit(1)
-    click.echo("ok: every report is signed and the chain is unbroken" + ("" if files else "; the advisory ledger is signed"))
+    click.echo("ok: every report is signed and the chain is unbroken"
+               + ("" if files else "; the advisory ledger is signed"))
 
 
 @main.command()

@@ -154,8 +154,8 @@ def store_report(store: Any, signer: Any, data: dict[str, Any], report: dict[str
     inspected = {c["id"] for c in data["controls"]}
     priority = {(g["host"], g["control_id"]): g for g in data["gaps"]}
     wanted = {h["host"] for h in data["hosts"]}
-    run_id = store.begin_run({"kind": "inspect", "baseline": report.get("baseline"), "inventory": report.get("inventory")},
-                             signer)
+    run_id = store.begin_run(
+        {"kind": "inspect", "baseline": report.get("baseline"), "inventory": report.get("inventory")}, signer)
     try:
         for h in report.get("hosts") or []:
             if h["host"] not in wanted:
@@ -170,7 +170,8 @@ def store_report(store: Any, signer: Any, data: dict[str, Any], report: dict[str
                     r["priority"] = {"rank": g["rank"], "score": g["score"], "gap": g["gap"], "severity": g["severity"]}
                 results.append(r)
             facts = {k: v for k, v in (h.get("facts") or {}).items() if k in ("hostname", "os", "kernel")}
-            store.add_host_result(run_id, {**h, "facts": facts, "results": results, "inspected_from": report["run_id"]}, signer)
+            store.add_host_result(
+                run_id, {**h, "facts": facts, "results": results, "inspected_from": report["run_id"]}, signer)
     except BaseException:
         store.finish_run(run_id, signer, complete=False)
         raise

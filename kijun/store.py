@@ -536,7 +536,8 @@ class Store:
                                                 "WHERE run_id = ? ORDER BY host", (run_id,)):
                 problem = record_problem(HOST_RECORD, _host_fields(run_id, idx, text), sig, public_keys)
                 if problem:
-                    problems.append(f"run {run_id} (unsealed): host {host}: host result {problem}: not produced by kijun")
+                    problems.append(
+                        f"run {run_id} (unsealed): host {host}: host result {problem}: not produced by kijun")
         return problems
 
 

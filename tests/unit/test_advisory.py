@@ -202,13 +202,15 @@ def test_status_lists_never_reached_hosts_and_overdue(setup):
 def test_cli_status_exit_codes(setup):
     fleet = FakeFleet({"hq-01": "ok", "hq-02": "ok", "kanto-01": "down"})
     roll(setup, fleet)
-    r = CliRunner().invoke(main, ["advisory", "status", "EXAMPLE-2025-001", "--store", setup["db"], "--key", setup["key"], "--format", "json"])
+    r = CliRunner().invoke(main, ["advisory", "status", "EXAMPLE-2025-001", "--store", setup["db"], "--key", setup["key"],
+                                  "--format", "json"])
     assert r.exit_code == 1
     data = json.loads(r.stdout)
     assert states(data)["kanto-01"] == "unreachable" and not data["all_confirmed"]
     fleet.states["kanto-01"] = "ok"
     roll(setup, fleet, pending_only=True)
-    r = CliRunner().invoke(main, ["advisory", "status", "EXAMPLE-2025-001", "--store", setup["db"], "--key", setup["key"]])
+    r = CliRunner().invoke(main, ["advisory", "status", "EXAMPLE-2025-001", "--store", setup["db"],
+                                  "--key", setup["key"]])
     assert r.exit_code == 0 and "CSIRT 佐藤" in r.output
     r = CliRunner().invoke(main, ["advisory", "status", "NOPE-1", "--store", setup["db"], "--key", setup["key"]])
     assert r.exit_code == 2 and "unknown advisory 'NOPE-1' (known: EXAMPLE-2025-001)" in r.output

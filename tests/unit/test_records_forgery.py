@@ -149,7 +149,8 @@ def test_live_run_leaves_out_a_row_slipped_in_and_a_host_removed(db, signer, pub
         assert [h["host"] for h in report["hosts"]] == ["a", "c"] and report["complete"] is False
         problems = st.verify_chain(pubkeys)
     assert f"run {rid}: host result removed from the store (index 1); sealed as incomplete" in problems
-    assert any(p.startswith(f"run {rid}: host z: not produced by this controller (host result signature") for p in problems)
+    assert any(p.startswith(f"run {rid}: host z: not produced by this controller (host result signature")
+               for p in problems)
 
 
 def test_unsealed_forgery_is_named_by_verify_before_any_recovery(db, pubkeys):
