@@ -135,7 +135,10 @@ def _owner_gone(owner: str, updated: str, stale_after: float) -> bool:
         except PermissionError:  # alive, owned by another user
             pass
     # Other machines' processes cannot be asked, and a pid may be reused: long silence also counts.
-    age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(updated.replace("Z", "+00:00"))
+    try:
+        age = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(str(updated).replace("Z", "+00:00"))
+    except (ValueError, TypeError):  # not a time kijun wrote: nothing live vouches for the run
+        return True
     return age.total_seconds() > stale_after
 
 
@@ -377,6 +380,7 @@ class Store:
         hosts: list[dict[str, Any]] = []
         left_out: list[str] = []
         seen: set[int] = set()
+        last = -1
         for host, idx, text, signature in self._q(
                 "SELECT host, idx, result, signature FROM kijun_host_results WHERE run_id = ? ORDER BY host", (run_id,)):
             problem = record_problem(HOST_RECORD, _host_fields(run_id, idx, text), signature, ours)
@@ -386,7 +390,7 @@ class Store:
                     problem = f"filed under host {host!r} but is the result of {result.get('host')!r}"
                 elif idx in seen:
                     problem = f"index {idx} used twice (copied row)"
-            if isinstance(idx, int):
+            if isinstance(idx, int) and not isinstance(idx, bool):
                 seen.add(idx)
             if problem is not None:
                 self._reject(run_id, host, f"host result {problem}", text)
@@ -394,10 +398,15 @@ class Store:
                 left_out.append(host)
                 continue
             hosts.append(result)
-        # Indices run 0..n-1 in writing order: a hole is a host result removed from the store.
-        for idx in sorted(set(range(max(seen) + 1)) - seen) if seen else []:
-            self._reject(run_id, f"#{idx}", "host result removed from the store", None)
-            left_out.append(f"#{idx}")
+            last = max(last, idx)
+        # Indices run 0..n-1 in writing order: a hole below our last row is a host result removed from
+        # the store. Walk the holes, not the range: a planted index of 10**15 must not cost memory.
+        below = sorted(i for i in seen if i <= last)
+        for lo, hi in zip([-1] + below, below):
+            if hi > lo + 1:
+                where = f"#{lo + 1}" if hi == lo + 2 else f"#{lo + 1}-{hi - 1}"
+                self._reject(run_id, where, "host result removed from the store", None)
+                left_out.append(where)
         return hosts, left_out
 
     def recover_incomplete(self, signer: Ed25519PrivateKey, stale_after: float = STALE_AFTER_S,
@@ -512,7 +521,31 @@ class Store:
             if report.get("run_id") != run_id:
                 problem = f"stored report belongs to run {report.get('run_id')} (swapped)"
             entries.append(ChainEntry(f"run {run_id}", report, sequence, stored_digest, problem))
-        return check_chain(entries, public_keys) + self._unsealed_problems(public_keys)
+        sealed = {e.label[4:]: e.report for e in entries if e.report is not None}
+        return (check_chain(entries, public_keys) + self._host_row_problems(sealed, public_keys)
+                + self._unsealed_problems(public_keys))
+
+    def _host_row_problems(self, sealed: dict[str, dict[str, Any]], public_keys: PublicKeys) -> list[str]:
+        """Host rows of sealed runs that are not in the signed report (added or edited after sealing)."""
+        signed: dict[str, set[str]] = {}
+        problems = []
+        for run_id, host, text in self._q(
+                "SELECT h.run_id, h.host, h.result FROM kijun_host_results h JOIN kijun_runs r ON r.run_id = h.run_id "
+                "WHERE r.state = ? ORDER BY h.run_id, h.host", (FINISHED,)):
+            report = sealed.get(run_id)
+            if not isinstance(report, dict) or not isinstance(report.get("hosts"), list):
+                continue  # the chain check names this report already
+            if run_id not in signed:
+                try:
+                    verify_signature(report, public_keys)
+                except SignatureError:  # an edited report: the chain check names it, rows cannot be judged
+                    sealed[run_id] = {}
+                    continue
+                signed[run_id] = {full_bytes(h).decode("utf-8") for h in report["hosts"] if isinstance(h, dict)}
+            if text not in signed[run_id]:
+                problems.append(f"run {run_id}: host {host}: stored host result is not the one in its signed report "
+                                "(added or edited after sealing)")
+        return problems
 
     def _unsealed_problems(self, public_keys: PublicKeys) -> list[str]:
         """Rows outside the chain that kijun did not write: set aside at sealing, or in runs still open."""

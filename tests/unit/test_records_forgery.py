@@ -161,6 +161,37 @@ def test_unsealed_forgery_is_named_by_verify_before_any_recovery(db, pubkeys):
                         f"run {forged} (unsealed): host web1: host result not signed: not produced by kijun"]
 
 
+def test_rows_added_to_a_sealed_run_are_named(db, signer, pubkeys):
+    with sqlite3.connect(db) as c:
+        rid = c.execute("SELECT run_id FROM kijun_runs").fetchone()[0]
+        c.execute("INSERT INTO kijun_host_results (run_id, host, result) VALUES (?, 'evil', ?)",
+                  (rid, full_bytes(host("evil")).decode()))
+    with Store(db) as st:
+        assert [r["hosts"] for r in st.runs()] == [3]  # the listing counts rows; verify tells which are not signed
+        assert st.verify_chain(pubkeys) == [f"run {rid}: host evil: stored host result is not the one in its signed "
+                                            "report (added or edited after sealing)"]
+
+
+def test_planted_index_and_garbage_times_cost_nothing(db, signer, pubkeys):
+    with Store(db) as st:
+        rid = st.begin_run({"kind": "check"}, signer)
+        st.add_host_result(rid, host("a"), signer)
+        with sqlite3.connect(db) as c:
+            c.execute("INSERT INTO kijun_host_results (run_id, host, result, idx) VALUES (?, 'evil', '{}', ?)",
+                      (rid, 10 ** 15))
+            c.execute("UPDATE kijun_runs SET updated = 'yesterday', owner = 'x' WHERE run_id = ?", (rid,))
+        st.add_host_result(rid, host("b"), signer)  # signed with index 10**15 + 1
+        with sqlite3.connect(db) as c:
+            c.execute("UPDATE kijun_runs SET updated = 'yesterday', owner = 'x' WHERE run_id = ?", (rid,))
+        assert st.recover_incomplete(signer) == [rid]  # an unreadable time is no sign of life
+        report = st.get_report(rid)
+        assert [h["host"] for h in report["hosts"]] == ["a", "b"] and report["complete"] is False
+        problems = st.verify_chain(pubkeys)
+    assert f"run {rid}: host result removed from the store (index 1-{10 ** 15 - 1}); sealed as incomplete" in problems
+    assert f"run {rid}: host evil: not produced by this controller (host result not signed); left out of its " \
+           "signed report" in problems
+
+
 def test_an_older_store_gains_the_signature_columns(tmp_path, signer):
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as c:  # the tables as the first release made them
