@@ -223,10 +223,15 @@ class Ledger:
         """Record (or update) the advisory and the inventory its status is judged against, signed."""
         now = utc_now()
         with self.store._transaction():
-            found = self._q("SELECT registered FROM kijun_advisories WHERE advisory_id = ?", (adv.id,))
+            found = self._q(f"SELECT {', '.join(_ADVISORY_COLUMNS)}, signature FROM kijun_advisories "
+                            "WHERE advisory_id = ?", (adv.id,))
+            registered = now  # kept from the old row only if this key signed it: never re-sign a stranger's value
+            if found and record_problem(ADVISORY_RECORD, dict(zip(_ADVISORY_COLUMNS, found[0][:-1])), found[0][-1],
+                                        [signer.public_key()]) is None:
+                registered = found[0][_ADVISORY_COLUMNS.index("registered")]
             values = (adv.id, json.dumps(adv.title, ensure_ascii=False), adv.issued, adv.deadline,
                       json.dumps(adv.source, ensure_ascii=False), adv.digest, adv.path, str(inventory_path),
-                      found[0][0] if found else now, now)
+                      registered, now)
             signature = sign_record(ADVISORY_RECORD, dict(zip(_ADVISORY_COLUMNS, values)), signer)
             self._q(
                 f"INSERT INTO kijun_advisories ({', '.join(_ADVISORY_COLUMNS)}, signature) "
