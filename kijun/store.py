@@ -433,8 +433,7 @@ class Store:
                 recovered.append(run_id)
                 for r in self.rejected(run_id):
                     if warn:
-                        warn(f"run {run_id}: host {r['host']}: not produced by this controller ({r['reason']}); "
-                             "left out of its signed report")
+                        warn(_rejected_line(r))
         return recovered
 
     def rejected(self, run_id: str | None = None) -> list[dict[str, Any]]:
@@ -509,6 +508,7 @@ class Store:
     def verify_chain(self, public_keys: PublicKeys) -> list[str]:
         """Problems in the stored chain, each naming a run; [] when every report is intact and linked."""
         entries = []
+        sealed: dict[str, dict[str, Any]] = {}
         for run_id, sequence, stored_digest, text in self._q(
                 "SELECT run_id, sequence, digest, report FROM kijun_runs WHERE sequence IS NOT NULL "
                 "ORDER BY sequence"):
@@ -521,44 +521,27 @@ class Store:
             if report.get("run_id") != run_id:
                 problem = f"stored report belongs to run {report.get('run_id')} (swapped)"
             entries.append(ChainEntry(f"run {run_id}", report, sequence, stored_digest, problem))
-        sealed = {e.label[4:]: e.report for e in entries if e.report is not None}
+            sealed[run_id] = report
         return (check_chain(entries, public_keys) + self._host_row_problems(sealed, public_keys)
                 + self._unsealed_problems(public_keys))
 
     def _host_row_problems(self, sealed: dict[str, dict[str, Any]], public_keys: PublicKeys) -> list[str]:
         """Host rows of sealed runs that are not in the signed report (added or edited after sealing)."""
-        signed: dict[str, set[str]] = {}
+        signed: dict[str, set[str] | None] = {}  # None: the report itself is bad (the chain check names it)
         problems = []
         for run_id, host, text in self._q(
                 "SELECT h.run_id, h.host, h.result FROM kijun_host_results h JOIN kijun_runs r ON r.run_id = h.run_id "
                 "WHERE r.state = ? ORDER BY h.run_id, h.host", (FINISHED,)):
-            report = sealed.get(run_id)
-            if not isinstance(report, dict) or not isinstance(report.get("hosts"), list):
-                continue  # the chain check names this report already
             if run_id not in signed:
-                try:
-                    verify_signature(report, public_keys)
-                except SignatureError:  # an edited report: the chain check names it, rows cannot be judged
-                    sealed[run_id] = {}
-                    continue
-                signed[run_id] = {full_bytes(h).decode("utf-8") for h in report["hosts"] if isinstance(h, dict)}
-            if text not in signed[run_id]:
+                signed[run_id] = _signed_hosts(sealed.get(run_id), public_keys)
+            if signed[run_id] is not None and text not in signed[run_id]:
                 problems.append(f"run {run_id}: host {host}: stored host result is not the one in its signed report "
                                 "(added or edited after sealing)")
         return problems
 
     def _unsealed_problems(self, public_keys: PublicKeys) -> list[str]:
         """Rows outside the chain that kijun did not write: set aside at sealing, or in runs still open."""
-        problems = []
-        for r in self.rejected():
-            if not r["host"]:
-                problems.append(f"run {r['run_id']}: not produced by this controller ({r['reason']}); "
-                                "left out of the chain")
-            elif r["host"].startswith("#"):
-                problems.append(f"run {r['run_id']}: {r['reason']} (index {r['host'][1:]}); sealed as incomplete")
-            else:
-                problems.append(f"run {r['run_id']}: host {r['host']}: not produced by this controller "
-                                f"({r['reason']}); left out of its signed report")
+        problems = [_rejected_line(r) for r in self.rejected()]
         for run_id, kind, started, meta_text, signature in self._q(
                 "SELECT run_id, kind, started, meta, signature FROM kijun_runs WHERE state = ? ORDER BY run_id",
                 (RUNNING,)):
@@ -572,6 +555,27 @@ class Store:
                     problems.append(
                         f"run {run_id} (unsealed): host {host}: host result {problem}: not produced by kijun")
         return problems
+
+
+def _rejected_line(r: dict[str, Any]) -> str:
+    """One line for a kijun_rejected row: the whole run (host ''), a hole in the indices ('#N'), or a host."""
+    if not r["host"]:
+        return f"run {r['run_id']}: not produced by this controller ({r['reason']}); left out of the chain"
+    if r["host"].startswith("#"):
+        return f"run {r['run_id']}: {r['reason']} (index {r['host'][1:]}); sealed as incomplete"
+    return (f"run {r['run_id']}: host {r['host']}: not produced by this controller ({r['reason']}); "
+            "left out of its signed report")
+
+
+def _signed_hosts(report: Any, public_keys: PublicKeys) -> set[str] | None:
+    """The canonical host results of a report whose signature holds; None for a bad report."""
+    if not isinstance(report, dict) or not isinstance(report.get("hosts"), list):
+        return None
+    try:
+        verify_signature(report, public_keys)
+    except SignatureError:
+        return None
+    return {full_bytes(h).decode("utf-8") for h in report["hosts"] if isinstance(h, dict)}
 
 
 class _Transaction:

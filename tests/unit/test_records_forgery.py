@@ -183,11 +183,13 @@ def test_planted_index_and_garbage_times_cost_nothing(db, signer, pubkeys):
         st.add_host_result(rid, host("b"), signer)  # signed with index 10**15 + 1
         with sqlite3.connect(db) as c:
             c.execute("UPDATE kijun_runs SET updated = 'yesterday', owner = 'x' WHERE run_id = ?", (rid,))
-        assert st.recover_incomplete(signer) == [rid]  # an unreadable time is no sign of life
+        warnings = []
+        assert st.recover_incomplete(signer, warn=warnings.append) == [rid]  # an unreadable time is no sign of life
         report = st.get_report(rid)
         assert [h["host"] for h in report["hosts"]] == ["a", "b"] and report["complete"] is False
         problems = st.verify_chain(pubkeys)
     assert f"run {rid}: host result removed from the store (index 1-{10 ** 15 - 1}); sealed as incomplete" in problems
+    assert sorted(warnings) == sorted(p for p in problems if p.startswith(f"run {rid}"))
     assert f"run {rid}: host evil: not produced by this controller (host result not signed); left out of its " \
            "signed report" in problems
 
