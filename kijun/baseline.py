@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from kijun.controls.kinds import forbidden_character
 from kijun.model import Baseline, Control, Item, Source
 from kijun.schema import baseline_schema
 
@@ -140,6 +141,10 @@ def collect_errors(path: str, data: Any, index: dict[tuple, int]) -> list[InputE
 
 
 def _schema_reason(e: jsonschema.ValidationError) -> str:
+    if e.validator == "not" and forbidden_character(e.instance):
+        return forbidden_character(e.instance)
+    if e.validator == "pattern" and e.schema.get("description"):
+        return f"{e.instance!r} is not a valid {e.schema['description']}"
     if e.validator == "additionalProperties":
         return e.message.replace("Additional properties are not allowed", "unknown key(s):")
     if e.validator == "enum" and e.absolute_path and e.absolute_path[-1] == "type":

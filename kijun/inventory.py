@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kijun import hostspec
 from kijun.baseline import InputError
 from kijun.model import CLASSES, HostTarget
 
@@ -57,6 +58,11 @@ def target_from_host(path: str, name: str, data: dict[str, Any], groups: list[st
     kvars = data.get("kijun_vars") or {}
     if not isinstance(kvars, dict):
         raise InputError(path, f"{name}.kijun_vars", "must be a mapping of baseline variables")
+    problems = hostspec.host_problems(name, data) + hostspec.variable_problems(kvars)
+    if problems:  # before any connection: check and apply must never reach another machine than named
+        where, reason = problems[0]
+        label = name if name.isprintable() else repr(name)
+        raise InputError(path, f"{label}.{where}" if where else label, reason)
     return HostTarget(
         name=str(data.get("kijun_name") or name),
         importance_class=cls,
