@@ -123,7 +123,8 @@ def collect_errors(path: str, data: Any, index: dict[tuple, int]) -> list[InputE
         return errors
     resolved = dict(data, controls=substitute(data.get("controls"), variables))
     validator = jsonschema.Draft202012Validator(baseline_schema())
-    for e in sorted(validator.iter_errors(resolved), key=lambda e: list(map(str, e.absolute_path))):
+    # a bad variable is reported at the variable first, then at each place it was substituted into
+    for e in sorted(validator.iter_errors(resolved), key=lambda e: (list(e.absolute_path)[:1] == ["controls"], list(map(str, e.absolute_path)))):
         parts = tuple(e.absolute_path)
         errors.append(err(parts, _schema_reason(e)))
     if errors:

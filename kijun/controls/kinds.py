@@ -27,19 +27,18 @@ def grammar(pattern: str, max_length: int = 255, description: str = "") -> dict[
 
 
 # An absolute path: any printable characters (they are quoted wherever used), no control characters.
-PATH = grammar(r"^/[^\x00-\x1f\x7f]*$", 4096, "absolute path, no control characters")
+PATH = grammar(r"^/[^\x00-\x1f\x7f]*$", 4096, "absolute path")
 # Kernel sysctl key (net.ipv4.ip_forward, net/ipv4/conf/eth0.100/rp_filter): never an option.
-SYSCTL_KEY = grammar(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*([./][A-Za-z0-9_][A-Za-z0-9_.\-]*)*$", 255,
-                     "sysctl key (dot or slash separated), not starting with '-'")
+SYSCTL_KEY = grammar(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*([./][A-Za-z0-9_][A-Za-z0-9_.\-]*)*$", 255, "sysctl key")
 # systemd unit name (sshd, getty@tty1.service): never an option.
-UNIT = grammar(r"^[A-Za-z0-9_:@][A-Za-z0-9_:@.\-]*$", 255, "systemd unit name, not starting with '-' or '.'")
+UNIT = grammar(r"^[A-Za-z0-9_:@][A-Za-z0-9_:@.\-]*$", 255, "systemd unit name")
 # Debian package name (policy 5.6.7).
 PACKAGE = grammar(r"^[a-z0-9][a-z0-9+.\-]*$", 128, "Debian package name")
-KMOD = grammar(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$", 64, "kernel module name, not starting with '-'")
+KMOD = grammar(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$", 64, "kernel module name")
 # useradd's NAME_REGEX (with the trailing $ of machine accounts).
 ACCOUNT = grammar(r"^[a-z_][a-z0-9_\-]*[$]?$", 32, "user or group name")
 # A host name or address for a configuration file (time servers): never an option.
-HOSTNAME = grammar(r"^[A-Za-z0-9_:\[][A-Za-z0-9_.:\-\]]*$", 253, "host name or address, not starting with '-'")
+HOSTNAME = grammar(r"^[A-Za-z0-9_:\[][A-Za-z0-9_.:\-\]]*$", 253, "host name or address")
 # A word in a configuration file (setting keys, sshd keywords, ini sections, audit keys).
 CONF_KEY = grammar(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", 128, "configuration key")
 SSHD_KEYWORD = grammar(r"^[A-Za-z][A-Za-z0-9]*$", 64, "sshd_config keyword")
