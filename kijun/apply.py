@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from kijun import ops
 from kijun.baseline import InputError
 from kijun.deploy import host_calls
-from kijun.inventory import target_from_host
+from kijun.inventory import check_connection, target_from_host
 from kijun.model import Baseline
 
 os.environ.setdefault("PYINFRA_PROGRESS", "off")  # the spinner hangs in non-interactive runs (FIELD-NOTES)
@@ -64,6 +64,7 @@ def _make_state(inventory_path: str, limit: tuple[str, ...], parallel: int, fail
     rejected = {}
     for h in limit_hosts:
         try:
+            check_connection(inventory_path, h.name, h.data.dict())
             target_from_host(inventory_path, h.name, h.data.dict(), list(h.groups))
         except InputError as exc:
             rejected[h.name] = str(exc)
