@@ -215,7 +215,7 @@ def test_cli_check_refuses_hostile_host_with_exit_2_and_runs_nothing(case, tmp_p
     assert no_marker(tmp_path), "a hostile host field ran a command on the controller"
 
 
-@pytest.mark.parametrize("case", [c for c in INVENTORY_CASES if c["case"] in ("at-local", "at-local-with-hostname", "dash-host")],
+@pytest.mark.parametrize("case", [c for c in INVENTORY_CASES if c["case"] in ("at-local", "at-local-with-hostname", "dash-host", "ssh-port-options")],
                          ids=lambda c: c["case"])
 def test_cli_apply_dry_never_connects_to_a_rejected_host(case, tmp_path):
     """`@local` made apply probe (and with apply, change) the controller itself while check said unreachable."""
