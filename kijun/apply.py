@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from kijun import ops
 from kijun.baseline import InputError
 from kijun.deploy import host_calls
-from kijun.inventory import target_from_host
+from kijun.inventory import check_connection, target_from_host
 from kijun.model import Baseline
 
 os.environ.setdefault("PYINFRA_PROGRESS", "off")  # the spinner hangs in non-interactive runs (FIELD-NOTES)
@@ -54,37 +54,71 @@ def _make_state(inventory_path: str, limit: tuple[str, ...], parallel: int, fail
         elif not h.data.get("ssh_strict_host_key_checking"):
             h.data.ssh_strict_host_key_checking = "yes"
     config = Config(PARALLEL=parallel, FAIL_PERCENT=fail_percent)
-    limit_hosts = None
+    limit_hosts = list(inventory)
     if limit:
         wanted = set(limit)
         limit_hosts = [h for h in inventory if h.name in wanted or wanted & set(h.groups) or h.data.get("kijun_name") in wanted]
         if not limit_hosts:
             raise InputError(inventory_path, "--limit", f"no host or group matches {', '.join(limit)}")
-    state.init(inventory, config, initial_limit=limit_hosts)
+    # Validated before connecting: an `@local` or option-like host must never be connected to at all.
+    rejected = {}
+    for h in inventory:
+        try:
+            check_connection(inventory_path, h.name, h.data.dict())
+            target_from_host(inventory_path, h.name, h.data.dict(), list(h.groups))
+        except InputError as exc:
+            rejected[h.name] = str(exc)
+    if rejected:  # pyinfra type-checks the data of every host at init, even of hosts it never connects to
+        with ctx_state.use(state):
+            inventory = _without(inventory, set(rejected))
+        limit_hosts = [h if h.name in rejected else inventory.get_host(h.name) for h in limit_hosts]
+    state.init(inventory, config, initial_limit=[h for h in limit_hosts if h.name not in rejected])
     state.set_stage(StateStage.Connect)
-    return state, (limit_hosts or list(inventory))
+    return state, limit_hosts, rejected
+
+
+def _connect(state) -> None:
+    from pyinfra.api.connect import connect_all
+    from pyinfra.api.exceptions import PyinfraError
+
+    try:
+        connect_all(state)
+    except PyinfraError:  # "No hosts remaining!": every host failed to connect; each is reported unreachable
+        pass
+
+
+def _without(inventory, names: set[str]):
+    from pyinfra.api import Inventory
+
+    keep = [h for h in inventory if h.name not in names]
+    groups: dict[str, list[str]] = {}
+    for h in keep:
+        for g in h.groups:
+            groups.setdefault(g, []).append(h.name)
+    return Inventory(([(h.name, h.data.dict()) for h in keep], {}), **{g: (n, {}) for g, n in groups.items()})
 
 
 def display_name(h) -> str:
-    return str(h.data.get("kijun_name") or h.name)
+    name = str(h.data.get("kijun_name") or h.name)
+    return name if name.isprintable() else repr(name)
 
 
 def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, limit: tuple[str, ...] = (),
         parallel: int = 10, fail_percent: int | None = None, tofu: bool = False,
         progress: Callable[[str], None] = lambda s: None) -> list[HostApply]:
     import gevent
-    from pyinfra.api.connect import connect_all, disconnect_all
+    from pyinfra.api.connect import disconnect_all
     from pyinfra.api.operation import add_op
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import StateStage
     from pyinfra.context import ctx_host, ctx_state
 
     ops.DRY_RUN = dry
-    state, hosts = _make_state(inventory_path, limit, parallel, fail_percent, tofu)
-    results: dict[str, HostApply] = {}
-    connect_all(state)
+    state, hosts, rejected = _make_state(inventory_path, limit, parallel, fail_percent, tofu)
+    results: dict[str, HostApply] = {h.name: HostApply(display_name(h), False, rejected[h.name]) for h in hosts if h.name in rejected}
+    _connect(state)
     for h in hosts:
-        if h not in state.active_hosts:
+        if h.name not in results and h not in state.active_hosts:
             results[h.name] = HostApply(display_name(h), False, "cannot connect (unreachable, auth or host key failure)")
             progress(f"{display_name(h)}: unreachable")
     state.set_stage(StateStage.Prepare)
@@ -151,14 +185,16 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
 
 def rollback(inventory_path: str, run_id: str, limit: tuple[str, ...] = (), parallel: int = 10,
              tofu: bool = False) -> list[HostApply]:
-    from pyinfra.api.connect import connect_all, disconnect_all
+    from pyinfra.api.connect import disconnect_all
     from pyinfra.api.operation import add_op
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import StateStage
 
-    state, hosts = _make_state(inventory_path, limit, parallel, None, tofu)
-    connect_all(state)
-    results = {h.name: HostApply(display_name(h), False, "cannot connect") for h in hosts if h not in state.active_hosts}
+    if not ops.RUN_ID.fullmatch(run_id):
+        raise InputError("--rollback", "", f"{run_id!r} is not a kijun run id (like 20260101T000000Z-0a1b2c)")
+    state, hosts, rejected = _make_state(inventory_path, limit, parallel, None, tofu)
+    _connect(state)
+    results = {h.name: HostApply(display_name(h), False, rejected.get(h.name, "cannot connect")) for h in hosts if h not in state.active_hosts}
     state.set_stage(StateStage.Prepare)
     metas = {}
     by_name = {h.name: h for h in hosts}

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from kijun.controls.kinds import forbidden_character
 from kijun.model import Baseline, Control, Item, Source
 from kijun.schema import baseline_schema
 
@@ -122,7 +123,8 @@ def collect_errors(path: str, data: Any, index: dict[tuple, int]) -> list[InputE
         return errors
     resolved = dict(data, controls=substitute(data.get("controls"), variables))
     validator = jsonschema.Draft202012Validator(baseline_schema())
-    for e in sorted(validator.iter_errors(resolved), key=lambda e: list(map(str, e.absolute_path))):
+    # a bad variable is reported at the variable first, then at each place it was substituted into
+    for e in sorted(validator.iter_errors(resolved), key=lambda e: (list(e.absolute_path)[:1] == ["controls"], list(map(str, e.absolute_path)))):
         parts = tuple(e.absolute_path)
         errors.append(err(parts, _schema_reason(e)))
     if errors:
@@ -140,6 +142,10 @@ def collect_errors(path: str, data: Any, index: dict[tuple, int]) -> list[InputE
 
 
 def _schema_reason(e: jsonschema.ValidationError) -> str:
+    if e.validator == "not" and forbidden_character(e.instance):
+        return forbidden_character(e.instance)
+    if e.validator == "pattern" and e.schema.get("description"):
+        return f"{e.instance!r} is not a valid {e.schema['description']}"
     if e.validator == "additionalProperties":
         return e.message.replace("Additional properties are not allowed", "unknown key(s):")
     if e.validator == "enum" and e.absolute_path and e.absolute_path[-1] == "type":

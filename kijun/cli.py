@@ -146,6 +146,12 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     from kijun import inventory as inventory_mod
 
     inv = inventory_mod.load(inventory, tuple(limit))
+    for target in list(inv.targets):  # kijun_vars that break a parameter's kind: that host is skipped, with its line
+        try:
+            plan.plan_host(base, target)
+        except InputError as exc:
+            inv.errors.append(exc)
+            inv.targets.remove(target)
     for err in inv.errors:
         click.echo(f"kijun: error: {err}", err=True)
     store = signer = run_id = None

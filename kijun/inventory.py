@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kijun import hostspec
 from kijun.baseline import InputError
 from kijun.model import CLASSES, HostTarget
 
@@ -47,6 +48,19 @@ def load_pyinfra_inventory(path: str, limit: tuple[str, ...] = ()):
     return inv, list(inv)
 
 
+def _raise_first(path: str, name: str, problems: list[tuple[str, str]]) -> None:
+    if problems:
+        where, reason = problems[0]
+        label = name if name.isprintable() else repr(name)
+        raise InputError(path, f"{label}.{where}" if where else label, reason)
+
+
+def check_connection(path: str, name: str, data: dict[str, Any]) -> None:
+    """For fleet runs (check -i, apply), before any connection: check and apply must reach the same
+    machine, the one named (no pyinfra connectors, no destination ssh could read as an option)."""
+    _raise_first(path, name, hostspec.host_problems(name, data))
+
+
 def target_from_host(path: str, name: str, data: dict[str, Any], groups: list[str]) -> HostTarget:
     cls = data.get("kijun_class", "III")
     if cls not in CLASSES:
@@ -57,6 +71,7 @@ def target_from_host(path: str, name: str, data: dict[str, Any], groups: list[st
     kvars = data.get("kijun_vars") or {}
     if not isinstance(kvars, dict):
         raise InputError(path, f"{name}.kijun_vars", "must be a mapping of baseline variables")
+    _raise_first(path, name, hostspec.variable_problems(kvars))
     return HostTarget(
         name=str(data.get("kijun_name") or name),
         importance_class=cls,
@@ -84,6 +99,7 @@ def load(path: str, limit: tuple[str, ...] = ()) -> LoadedInventory:
     targets, errors = [], []
     for h in hosts:
         try:
+            check_connection(path, h.name, h.data.dict())
             targets.append(target_from_host(path, h.name, h.data.dict(), list(h.groups)))
         except InputError as exc:
             errors.append(exc)

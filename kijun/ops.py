@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import posixpath
+import re
 import secrets
 import shlex
 from io import StringIO
@@ -22,6 +23,7 @@ from kijun import probe
 from kijun.controls import REGISTRY
 
 BACKUP_ROOT = "/var/lib/kijun/backup"
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # names a backup directory: no dots, no shell
 # Set by `kijun apply --dry`: nothing executes, so probe output never goes stale.
 DRY_RUN = False
 _PROBE_CACHE: dict[str, dict] = {}
@@ -67,6 +69,8 @@ def _resolve(dotted: str):
 
 def backup_commands(run_id: str, paths: list[str]) -> list[str]:
     """Keep the first copy of each file per run (the original), and note files that did not exist."""
+    if not RUN_ID.fullmatch(run_id):
+        raise ValueError(f"{run_id!r} is not a kijun run id")
     d = f"{BACKUP_ROOT}/{run_id}"
     cmds = [f"mkdir -p {d}/files && chmod 700 {BACKUP_ROOT} && touch {d}/manifest"]
     for path in paths:
@@ -140,6 +144,8 @@ RELOAD_AFTER_RESTORE = (
 
 
 def rollback_script(run_id: str) -> str:
+    if not RUN_ID.fullmatch(run_id):
+        raise ValueError(f"{run_id!r} is not a kijun run id (like 20260101T000000Z-0a1b2c)")
     d = shlex.quote(f"{BACKUP_ROOT}/{run_id}")
     reloads = "\n".join(f"if grep -q {shlex.quote(' ' + prefix)} {d}/manifest; then {cmd}; fi" for prefix, cmd in RELOAD_AFTER_RESTORE)
     return f"""set -e

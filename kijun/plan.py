@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 
-from kijun.baseline import InputError, substitute
+from kijun.baseline import InputError, _schema_reason, json_path, substitute
 from kijun.controls import REGISTRY
 from kijun.model import Baseline, Control, HostTarget
 
@@ -49,7 +49,7 @@ def resolve_params(baseline: Baseline, item_type: str, params: dict[str, Any], v
         return resolved
     error = jsonschema.exceptions.best_match(_validator(item_type).iter_errors(resolved))
     if error is not None:
-        raise InputError(where, "", f"after variables were applied: {error.message}")
+        raise InputError(where, json_path(error.absolute_path), f"after variables were applied: {_schema_reason(error)}")
     _VALID.add(key)
     return resolved
 
@@ -73,9 +73,14 @@ def plan_host(baseline: Baseline, target: HostTarget) -> list[PlannedControl]:
             reason = f"class {target.importance_class}; control applies to {','.join(control.classes)}"
             planned.append(PlannedControl(control, False, reason, ()))
             continue
-        items = tuple(
-            PlannedItem(it.type, resolve_params(baseline, it.type, it.params, variables, f"{baseline.path}: {it.path}"), it.path)
-            for it in control.items
-        )
+        try:
+            items = tuple(
+                PlannedItem(it.type, resolve_params(baseline, it.type, it.params, variables, f"{baseline.path}: {it.path}"), it.path)
+                for it in control.items
+            )
+        except InputError as exc:
+            if target.variables:  # the inventory's kijun_vars may be what broke the kind: say for which host
+                exc.reason += f" (host {target.name}, with its kijun_vars)"
+            raise
         planned.append(PlannedControl(control, True, "", items))
     return planned

@@ -7,6 +7,7 @@ like a marker cannot confuse the parser.
 from __future__ import annotations
 
 import secrets
+import shlex
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
 
@@ -30,8 +31,11 @@ HOST_FACT_PROBES = {
 def build_script(probes: Mapping[str, str], nonce: str) -> str:
     parts = [PREAMBLE]
     for key, cmd in probes.items():
+        # Keys carry paths from baselines and inventories: quoted, and one line so framing holds.
+        if any(c in key for c in "\n\r\0"):
+            raise ValueError(f"probe key {key!r} contains a line break or NUL")
         parts.append(
-            f"printf '\\n@@{nonce} %s\\n' '{key}'\n"
+            f"printf '\\n@@{nonce} %s\\n' {shlex.quote(key)}\n"
             f"( {cmd}\n) 2>&1\n"
             f"printf '\\n@@{nonce}rc %s\\n' \"$?\"\n"
         )

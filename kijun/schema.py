@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 from kijun.controls import REGISTRY
+from kijun.controls.kinds import NO_CONTROL
 
 SCHEMA_ID = "https://kijun.invalid/schemas/baseline.schema.json"
 
@@ -32,6 +33,10 @@ _SOURCE = {
     },
     "additionalProperties": False,
 }
+
+
+# Variables end up in commands and configuration files: one line each, lists of such lines.
+_VARIABLE = {"type": ["string", "integer", "boolean", "array"], **NO_CONTROL, "items": NO_CONTROL}
 
 
 def _item_schema() -> dict[str, Any]:
@@ -74,19 +79,19 @@ def baseline_schema() -> dict[str, Any]:
             "variables": {
                 "type": "object",
                 "propertyNames": {"pattern": r"^[a-z][a-z0-9_]*$"},
-                "additionalProperties": {"type": ["string", "integer", "boolean", "array"]},
+                "additionalProperties": _VARIABLE,
             },
             "class_variables": {
                 "type": "object",
                 "propertyNames": {"enum": ["I", "II", "III", "IV"]},
-                "additionalProperties": {"type": "object"},
+                "additionalProperties": {"type": "object", "additionalProperties": _VARIABLE},
             },
             "lists": {
                 "type": "object",
                 "propertyNames": {"pattern": r"^[a-z][a-z0-9_-]*$"},
                 "additionalProperties": {
                     "type": "array", "minItems": 1, "uniqueItems": True,
-                    "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]*$"},
+                    "items": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]*$", **NO_CONTROL},
                 },
             },
             "controls": {

@@ -6,7 +6,10 @@ clock differences between controller and host do not matter.
 
 from __future__ import annotations
 
-from kijun.controls.base import ControlType, OpCall, Verdict, error, register, sh_quote, verdict
+from shlex import quote
+
+from kijun.controls import kinds
+from kijun.controls.base import ControlType, OpCall, Verdict, error, register, verdict
 from kijun.controls.package import Package
 from kijun.facts import installed_packages
 from kijun.probe import HOST_FACT_PROBES
@@ -15,7 +18,7 @@ SIG_EXT = (".cvd", ".cld", ".cud")
 
 
 def sig_probe(d: str) -> dict[str, str]:
-    q = sh_quote(d.rstrip("/"))
+    q = quote(d.rstrip("/"))
     return {f"sigs.{d}": f"date +%s; stat -c '%Y %s %n' {q}/*.cvd {q}/*.cld {q}/*.cud 2>/dev/null; true"}
 
 
@@ -37,8 +40,8 @@ class Antivirus(ControlType):
     params_schema = {
         "type": "object",
         "properties": {
-            "packages": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-            "signature_dir": {"type": "string", "pattern": "^/"},
+            "packages": kinds.array_of(kinds.PACKAGE, minItems=1),
+            "signature_dir": kinds.PATH,
             "max_signature_age_days": {"type": "integer", "minimum": 0},
         },
         "required": ["packages", "signature_dir", "max_signature_age_days"],

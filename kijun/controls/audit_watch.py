@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import shlex
 
-from kijun.controls.base import ControlType, OpCall, Verdict, register, sh_quote, verdict
+from kijun.controls.kinds import grammar
+from kijun.controls.base import ControlType, OpCall, Verdict, register, verdict
 from kijun.controls.package import Package
 from kijun.controls.setting import file_probe
 from kijun.facts import installed_packages
@@ -43,10 +44,9 @@ class AuditWatch(ControlType):
     params_schema = {
         "type": "object",
         "properties": {
-            "paths": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": r"^/[^\s'\"]*$"}},
-            "key": {"type": "string", "pattern": r"^[A-Za-z0-9_\-]+$"},
-            "rules_file": {"type": "string", "pattern": r"^/etc/audit/rules\.d/[A-Za-z0-9_.\-]+\.rules$",
-                           "default": DEFAULT_RULES},
+            "paths": {"type": "array", "minItems": 1, "items": grammar(r"^/[^\s'\"]*$", 4096)},
+            "key": grammar(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$", 31),
+            "rules_file": {**grammar(r"^/etc/audit/rules\.d/[A-Za-z0-9_.\-]+\.rules$"), "default": DEFAULT_RULES},
         },
         "required": ["paths", "key"],
     }
@@ -73,12 +73,12 @@ class AuditWatch(ControlType):
         return verdict(installed and not missing, "; ".join(seen), expected)
 
     def operations(self, p, out):
-        f = sh_quote(self._file(p))
+        f = shlex.quote(self._file(p))
         ops = [] if "auditd" in installed_packages(out) else \
             Package().operations({"state": "present", "names": ["auditd"]}, out)
         # Append per rule rather than rewrite: several items may share one rules file.
         cmds = [f"mkdir -p /etc/audit/rules.d && touch {f} && chmod 0640 {f}"]
-        cmds += [f"grep -qxF -e {sh_quote(rule(x, p['key']))} {f} || printf '%s\\n' {sh_quote(rule(x, p['key']))} >> {f}"
+        cmds += [f"grep -qxF -e {shlex.quote(rule(x, p['key']))} {f} || printf '%s\\n' {shlex.quote(rule(x, p['key']))} >> {f}"
                  for x in self._missing(p, out)]
         # pid file, not pgrep: lab hosts share a PID namespace and must not see each other's auditd
         cmds.append('if [ -f /run/auditd.pid ] && kill -0 "$(cat /run/auditd.pid)" 2>/dev/null; then augenrules --load; fi')

@@ -67,10 +67,6 @@ def get(type_name: str) -> ControlType:
     return REGISTRY[type_name]
 
 
-def sh_quote(s: str) -> str:
-    return "'" + str(s).replace("'", "'\"'\"'") + "'"
-
-
 def missing(out: Mapping[str, ProbeOutput], key: str) -> bool:
     return key not in out
 

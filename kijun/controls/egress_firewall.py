@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 
+from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, Verdict, error, register, verdict
 from kijun.controls.setting import file_probe
 from kijun.controls.service import Service
@@ -171,7 +172,7 @@ class EgressFirewall(ControlType):
             "allow": {"type": "array", "items": {
                 "type": "object",
                 "properties": {
-                    "address": {"type": "string", "pattern": r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?$"},
+                    "address": kinds.IPV4_NET,
                     "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
                     "protocol": {"enum": ["tcp", "udp"]},
                 },

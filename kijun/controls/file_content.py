@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, Verdict, register, verdict
 from kijun.controls.file_mode import parse_stat, stat_probe
 from kijun.controls.setting import file_probe
@@ -17,9 +18,9 @@ class FileContent(ControlType):
     params_schema = {
         "type": "object",
         "properties": {
-            "path": {"type": "string", "pattern": "^/"},
-            "content": {"type": "string"},
-            "mode": {"type": "string", "pattern": "^0?[0-7]{3,4}$"},
+            "path": kinds.PATH,
+            "content": kinds.CONTENT,
+            "mode": kinds.MODE,
         },
         "required": ["path", "content"],
     }

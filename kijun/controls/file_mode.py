@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from kijun.controls.base import ControlType, OpCall, Verdict, not_applicable, register, sh_quote, verdict
+from shlex import quote
+
+from kijun.controls import kinds
+from kijun.controls.base import ControlType, OpCall, Verdict, not_applicable, register, verdict
 
 
 def stat_probe(path: str) -> dict[str, str]:
-    return {f"stat.{path}": f"stat -c '%a %U %G %F' {sh_quote(path)}"}
+    return {f"stat.{path}": f"stat -c '%a %U %G %F' -- {quote(path)}"}
 
 
 def parse_stat(text: str) -> tuple[int, str, str, str]:
@@ -20,10 +23,10 @@ class FileMode(ControlType):
     params_schema = {
         "type": "object",
         "properties": {
-            "path": {"type": "string", "pattern": "^/"},
-            "mode": {"type": "string", "pattern": "^0?[0-7]{3,4}$"},
-            "owner": {"type": "string"},
-            "group": {"type": "string"},
+            "path": kinds.PATH,
+            "mode": kinds.MODE,
+            "owner": kinds.ACCOUNT,
+            "group": kinds.ACCOUNT,
             "missing_ok": {"type": "boolean"},
         },
         "required": ["path", "mode"],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from kijun.controls.base import ControlType, OpCall, Verdict, register, sh_quote, verdict
+from shlex import quote
+
+from kijun.controls import kinds
+from kijun.controls.base import ControlType, OpCall, Verdict, register, verdict
 from kijun.controls.file_mode import stat_probe
 from kijun.controls.package import Package
 from kijun.facts import installed_packages
@@ -17,7 +20,7 @@ exec /usr/bin/aide --config /etc/aide/aide.conf --check
 
 
 def size_probe(path: str) -> dict[str, str]:
-    return {f"size.{path}": f"stat -c %s {sh_quote(path)}"}
+    return {f"size.{path}": f"stat -c %s -- {quote(path)}"}
 
 
 @register
@@ -26,9 +29,9 @@ class Fim(ControlType):
     params_schema = {
         "type": "object",
         "properties": {
-            "packages": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-            "database": {"type": "string", "pattern": "^/"},
-            "schedule": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^/"}},
+            "packages": kinds.array_of(kinds.PACKAGE, minItems=1),
+            "database": kinds.PATH,
+            "schedule": kinds.array_of(kinds.PATH, minItems=1),
         },
         "required": ["packages", "database", "schedule"],
     }
@@ -58,11 +61,11 @@ class Fim(ControlType):
         missing, db_ok, scheduled = self._state(p, out)
         ops = Package().operations({"state": "present", "names": p["packages"]}, out) if missing else []
         if not db_ok:
-            db = sh_quote(p["database"])
+            db = quote(p["database"])
             # aideinit writes aide.db.new and copies it to the configured database; a database path
             # other than aide.conf's gets the new one copied.
             ops.append(OpCall("kijun.ops.shell", {"commands": [
-                f"aideinit -y -f >/dev/null && {{ [ -s {db} ] || cp -p {NEW_DB} {db}; }}"]}, "initialise the AIDE database"))
+                f"aideinit -y -f >/dev/null && {{ [ -s {db} ] || cp -p -- {NEW_DB} {db}; }}"]}, "initialise the AIDE database"))
         cron = next((s for s in p["schedule"] if s.startswith("/etc/cron")), None)
         if not scheduled and cron:
             ops.append(OpCall("kijun.ops.put_text", {"dest": cron, "content": CRON_SCRIPT, "mode": "0755"}, f"write {cron}"))

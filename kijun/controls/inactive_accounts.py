@@ -11,7 +11,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from kijun.controls.base import ControlType, OpCall, Verdict, error, register, sh_quote, verdict
+from shlex import quote
+
+from kijun.controls import kinds
+from kijun.controls.base import ControlType, OpCall, Verdict, error, register, verdict
 from kijun.controls.setting import file_probe
 
 PASSWD = "/etc/passwd"
@@ -113,7 +116,7 @@ class InactiveAccounts(ControlType):
             "inactive_days": {"type": "integer", "minimum": 0},
             "max_unused_days": {"type": "integer", "minimum": 1},
             "uid_min": {"type": "integer", "minimum": 1, "default": 1000},
-            "exempt": {"type": "array", "items": {"type": "string"}},
+            "exempt": kinds.array_of(kinds.ACCOUNT),
         },
         "required": ["inactive_days", "max_unused_days"],
     }
@@ -169,9 +172,9 @@ class InactiveAccounts(ControlType):
         cmds = []
         if j["default"] is None or j["default"] < 0 or j["default"] > n:
             cmds.append(f"useradd -D -f {n}")
-        cmds += [f"chage -I {n} {sh_quote(u)}" for u in j["bad_inactive"]]
+        cmds += [f"chage -I {n} -- {quote(u)}" for u in j["bad_inactive"]]
         # -e 1 expires the account too: a locked password alone still lets SSH keys in
-        cmds += [f"usermod -L -e 1 {sh_quote(u)}" for u in j["stale"]]
+        cmds += [f"usermod -L -e 1 -- {quote(u)}" for u in j["stale"]]
         return [OpCall("kijun.ops.shell", {"commands": cmds}, "account inactivity limits, lock unused accounts")] if cmds else []
 
     def files(self, p, out=None):

@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+from shlex import quote
+
+from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, register, verdict
 
 CONF_CMD = "grep -Hs '' /etc/modprobe.d/*.conf /run/modprobe.d/*.conf /lib/modprobe.d/*.conf /usr/lib/modprobe.d/*.conf; true"
@@ -34,7 +37,7 @@ class KmodBlacklist(ControlType):
     name = "kmod_blacklist"
     params_schema = {
         "type": "object",
-        "properties": {"modules": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": r"^[a-z0-9_\-]+$"}}},
+        "properties": {"modules": kinds.array_of(kinds.KMOD, minItems=1)},
         "required": ["modules"],
     }
 
@@ -63,7 +66,7 @@ class KmodBlacklist(ControlType):
         ops = [OpCall("kijun.ops.put_text", {"dest": self._path(p), "content": "".join(lines), "mode": "0644"},
                       f"blacklist {', '.join(p['modules'])}")]
         if out["kmod.loaded"].rc == 0:
-            ops.append(OpCall("kijun.ops.shell", {"commands": [f"modprobe -r {norm(m)} || true" for m in p["modules"]]},
+            ops.append(OpCall("kijun.ops.shell", {"commands": [f"modprobe -r -- {quote(norm(m))} || true" for m in p["modules"]]},
                               "unload modules"))
         return ops
 

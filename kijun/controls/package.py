@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kijun.facts import installed_packages
+from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, register, verdict
 from kijun.probe import HOST_FACT_PROBES
 
@@ -14,8 +15,9 @@ class Package(ControlType):
         "type": "object",
         "properties": {
             "state": {"enum": ["present", "absent"]},
-            "names": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
-            "list": {"type": "string", "description": "name of a list under the baseline's lists:"},
+            "names": kinds.array_of(kinds.PACKAGE, uniqueItems=True),
+            "list": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$", **kinds.NO_CONTROL,
+                     "description": "name of a list under the baseline's lists:"},
         },
         "required": ["state"],
         "anyOf": [{"required": ["names"]}, {"required": ["list"]}],

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 
-from kijun.controls.base import ControlType, OpCall, Verdict, error, register, sh_quote, verdict
+from shlex import quote
+
+from kijun.controls import kinds
+from kijun.controls.base import ControlType, OpCall, Verdict, error, register, verdict
 from kijun.controls.confparse import read_setting
 from kijun.controls.inactive_accounts import PASSWD, account_probes, exempt_accounts, human_accounts, parse_shadow
 from kijun.controls.package import Package
@@ -73,7 +76,7 @@ class PasswordPolicy(ControlType):
             "warn_days": {"type": "integer", "minimum": 0},
             "min_classes": {"type": "integer", "minimum": 1, "maximum": 4},
             "uid_min": {"type": "integer", "minimum": 1, "default": 1000},
-            "exempt": {"type": "array", "items": {"type": "string"},
+            "exempt": {**kinds.array_of(kinds.ACCOUNT),
                        "description": "accounts whose shadow max days are left alone (root and the connecting account always are)"},
         },
         "required": ["min_length", "max_days", "min_days", "warn_days"],
@@ -140,7 +143,7 @@ class PasswordPolicy(ControlType):
             if not ok[key]:
                 ops += line_ops(LOGIN_DEFS, key, want, " ")
         if not ok["accounts"]:
-            ops.append(OpCall("kijun.ops.shell", {"commands": [f"chage -M {p['max_days']} {sh_quote(u)}"
+            ops.append(OpCall("kijun.ops.shell", {"commands": [f"chage -M {p['max_days']} -- {quote(u)}"
                                                                 for u in self._long_lived(p, out)]}, "password max age"))
         return ops
 

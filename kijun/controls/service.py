@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from shlex import quote
+
+from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, not_applicable, register, verdict
 from kijun.probe import HOST_FACT_PROBES
 
@@ -12,7 +15,7 @@ class Service(ControlType):
     params_schema = {
         "type": "object",
         "properties": {
-            "name": {"type": "string", "pattern": r"^[A-Za-z0-9@_.\-]+$"},
+            "name": kinds.UNIT,
             "enabled": {"type": "boolean"},
             "active": {"type": "boolean"},
         },
@@ -20,9 +23,9 @@ class Service(ControlType):
     }
 
     def probes(self, p):
-        n = p["name"]
+        n, q = p["name"], quote(p["name"])
         return {"fact.systemd": HOST_FACT_PROBES["fact.systemd"],
-                f"systemctl.{n}": f"systemctl is-enabled {n}; systemctl is-active {n}; true"}
+                f"systemctl.{n}": f"systemctl is-enabled -- {q}; systemctl is-active -- {q}; true"}
 
     def evaluate(self, p, out):
         if out["fact.systemd"].stdout.strip() != "yes":

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from shlex import quote
 
-from kijun.controls.base import ControlType, OpCall, Verdict, register, sh_quote, verdict
+from kijun.controls import kinds
+from kijun.controls.base import ControlType, OpCall, Verdict, register, verdict
 from kijun.controls.confparse import COMPARE_WORDS, compare, read_setting
 
 
 def file_probe(path: str) -> dict[str, str]:
-    return {f"file.{path}": f"cat {sh_quote(path)}"}
+    return {f"file.{path}": f"cat -- {quote(path)}"}
 
 
 def line_ops(path: str, key: str, value, separator: str) -> list[OpCall]:
@@ -27,12 +29,12 @@ class Setting(ControlType):
     params_schema = {
         "type": "object",
         "properties": {
-            "path": {"type": "string", "pattern": "^/"},
-            "key": {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]+$"},
-            "value": {"type": ["string", "integer"]},
+            "path": kinds.PATH,
+            "key": kinds.CONF_KEY,
+            "value": kinds.VALUE,
             "compare": {"enum": ["eq", "ge", "le"]},
             "separator": {"enum": [" ", "="]},
-            "section": {"type": "string"},
+            "section": kinds.SECTION,
             "match": {"enum": ["first", "last"]},
         },
         "required": ["path", "key", "value"],

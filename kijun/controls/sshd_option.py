@@ -6,7 +6,10 @@ Applied as a drop-in that sorts first (sshd keeps the first value it reads), val
 
 from __future__ import annotations
 
-from kijun.controls.base import ControlType, OpCall, Verdict, not_applicable, register, sh_quote, verdict
+from shlex import quote
+
+from kijun.controls import kinds
+from kijun.controls.base import ControlType, OpCall, Verdict, not_applicable, register, verdict
 from kijun.controls.confparse import COMPARE_WORDS, compare
 
 DROPIN = "/etc/ssh/sshd_config.d/00-kijun.conf"
@@ -18,7 +21,7 @@ def fix_script(key: str, value) -> str:
     return f"""set -e
 f={DROPIN}; mkdir -p /etc/ssh/sshd_config.d; touch "$f"; cp -p "$f" "$f.kijun-prev"
 cp -p /etc/ssh/sshd_config /etc/ssh/sshd_config.kijun-prev
-{{ grep -viE '^[[:space:]]*{key}[[:space:]]' "$f" || true; echo {sh_quote(line)}; }} > "$f.kijun-new"
+{{ grep -viE '^[[:space:]]*{key}[[:space:]]' "$f" || true; printf '%s\\n' {quote(line)}; }} > "$f.kijun-new"
 cat "$f.kijun-new" > "$f"; rm -f "$f.kijun-new"
 grep -qiE '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config.d/\\*\\.conf' /etc/ssh/sshd_config || sed -i '1i {INCLUDE}' /etc/ssh/sshd_config
 if ! sshd -t; then mv "$f.kijun-prev" "$f"; mv /etc/ssh/sshd_config.kijun-prev /etc/ssh/sshd_config; echo 'kijun: sshd -t rejected the new config; restored' >&2; exit 1; fi
@@ -32,8 +35,8 @@ class SshdOption(ControlType):
     params_schema = {
         "type": "object",
         "properties": {
-            "key": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9]*$"},
-            "value": {"type": ["string", "integer"]},
+            "key": kinds.SSHD_KEYWORD,
+            "value": kinds.VALUE,
             "compare": {"enum": ["eq", "ge", "le"]},
         },
         "required": ["key", "value"],

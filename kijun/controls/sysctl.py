@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+from shlex import quote
 
+from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, Verdict, register, verdict
 
 PERSIST_FILE = "/etc/sysctl.d/zz-kijun.conf"  # sorts after 99-sysctl.conf, so it wins
@@ -43,13 +45,13 @@ class Sysctl(ControlType):
     name = "sysctl"
     params_schema = {
         "type": "object",
-        "properties": {"key": {"type": "string", "pattern": r"^[a-z0-9_.\-]+$"}, "value": {"type": ["string", "integer"]}},
+        "properties": {"key": kinds.SYSCTL_KEY, "value": kinds.VALUE},
         "required": ["key", "value"],
     }
 
     def probes(self, p):
         key = p["key"]
-        return {f"sysctl.{key}": f"sysctl -n {key}", "sysctl.persisted": PERSISTED_CMD}
+        return {f"sysctl.{key}": f"sysctl -n {quote(key)}", "sysctl.persisted": PERSISTED_CMD}
 
     def evaluate(self, p, out):
         key, want = p["key"], " ".join(str(p["value"]).split())

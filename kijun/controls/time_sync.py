@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, Verdict, register, verdict
 from kijun.controls.package import Package
 from kijun.facts import installed_packages
@@ -54,7 +55,7 @@ class TimeSync(ControlType):
         "type": "object",
         "properties": {
             "any_of": {"type": "array", "minItems": 1, "items": {"enum": sorted(CONFIGS)}},
-            "servers": {"type": "array", "items": {"type": "string", "pattern": r"^[A-Za-z0-9.:\-]+$"}},
+            "servers": kinds.array_of(kinds.HOSTNAME),
         },
         "required": ["any_of"],
     }
