@@ -146,3 +146,24 @@ def test_results_table_strips_terminal_control_sequences():
                       [ControlResult(c.id, "fail", "\x1b]2;pwned\x07UMASK \x1b[32mPASS\x1b[0m", "027")])
     table = render.results_table(base, [host, host], "en")
     assert "\x1b" not in table and "\x07" not in table and "UMASK PASS" in table
+
+
+def test_drift_and_report_tables_strip_escape_sequences_from_stored_host_text(tmp_path, signer):
+    from click.testing import CliRunner
+
+    from kijun.cli import main
+    from kijun.store import Store
+
+    db = str(tmp_path / "runs.db")
+    evil = "\x1b]0;owned\x07\x1b[2J\x1b[1;1HPermitRootLogin no\x1b[8m"
+    with Store(db) as st:
+        for observed, status in (("PermitRootLogin no", "pass"), (evil, "fail")):
+            run = st.begin_run({"kind": "check"})
+            st.add_host_result(run, HostResult("web1", "I", "", "", "", [], True, "", "2026-11-29T00:00:00Z",
+                                               "2026-11-29T00:00:01Z", {},
+                                               [ControlResult("NISC-SSH-001", status, observed, "no")]))
+            st.finish_run(run, signer)
+    out = CliRunner().invoke(main, ["drift", "--store", db]).output
+    assert "PermitRootLogin no" in out and "\x1b" not in out and "\x07" not in out
+    raw = CliRunner().invoke(main, ["drift", "--store", db, "--format", "json"]).output
+    assert "\\u001b" in raw  # JSON keeps the evidence exact (escaped)
