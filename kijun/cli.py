@@ -231,7 +231,9 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
         _apply_waivers(waiver_set, [res])
         keeper.add(res)
         bad = sum(r.status in ("fail", "error") for r in res.results)
-        if not res.reachable:
+        if res.error == fleet.NOT_CHECKED:
+            line = res.error
+        elif not res.reachable:
             line = "unreachable: " + res.error
         elif res.error:
             line = f"error: {res.error}"

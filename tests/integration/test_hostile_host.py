@@ -184,13 +184,18 @@ def test_a_probe_script_over_128_kib_goes_on_stdin(lab, tmp_path):
     assert len(statuses) == n and statuses[-1] == "pass" and set(statuses[:-1]) == {"fail"}, set(statuses)
 
 
-def test_ctrl_c_stops_dispatching_waits_for_hosts_in_flight_and_seals_the_run_as_interrupted(lab, keys):
+@pytest.mark.parametrize("sig, presses, host_timeout, hung_error", [
+    (signal.SIGINT, 1, 20, "timed out after 20 s"),  # in flight: it ends at its deadline
+    (signal.SIGTERM, 1, 20, "timed out after 20 s"),
+    (signal.SIGINT, 2, 600, "not finished: run interrupted"),  # a second press cuts hosts in flight
+], ids=["ctrl-c", "sigterm", "ctrl-c-twice"])
+def test_a_signal_stops_dispatching_and_seals_the_run_as_interrupted(lab, keys, sig, presses, host_timeout, hung_error):
     hung = lab.hosts[0].name
     names = [h.name for h in lab.hosts]
     with planted(lab, hung, "hostname", f"cat {FIFO}"):
         p = subprocess.Popen(kijun_argv("check", "-i", INVENTORY, "-b", BASELINE, "--parallel", "1",
-                                        "--host-timeout", "20", "--store", keys["store"], "--key", keys["key"],
-                                        "--format", "json"),
+                                        "--host-timeout", str(host_timeout), "--store", keys["store"],
+                                        "--key", keys["key"], "--format", "json"),
                              cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             first = p.stderr.readline()
@@ -198,17 +203,20 @@ def test_ctrl_c_stops_dispatching_waits_for_hosts_in_flight_and_seals_the_run_as
             run_id = first.split()[1].rstrip(":")
             time.sleep(3)  # the hung host is in flight, the others wait for a free slot
             t_sig = time.monotonic()
-            p.send_signal(signal.SIGINT)  # one press
+            for _ in range(presses):
+                p.send_signal(sig)
+                time.sleep(1)
             out, err = p.communicate(timeout=300)
             took = time.monotonic() - t_sig
         finally:
             if p.poll() is None:
                 p.kill()
     assert p.returncode == 2, err
-    assert "not checked" in err and f"run {run_id} sealed as incomplete" in err, err
+    assert f"run {run_id} sealed as incomplete (interrupted): 1 host(s) checked, {len(names) - 1} not checked" in err, err
+    assert f"  {names[1]}: not checked: run interrupted\n" in err
     hosts = hosts_by_name(json.loads(out))
     assert set(hosts) == set(names)
-    assert hosts[hung]["error"] == "timed out after 20 s"  # in flight: it ended at its deadline
+    assert hosts[hung]["error"] == hung_error
     for name in names[1:]:
         assert hosts[name]["error"] == "not checked: run interrupted" and not hosts[name]["reachable"]
         assert all(c["status"] in ("error", "not-applicable") for c in hosts[name]["results"])
