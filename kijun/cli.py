@@ -189,7 +189,7 @@ class StopOnSignal:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "junit"]), default="table", show_default=True)
 def check(local, inventory, baseline_path, importance_class, limit, parallel, connect_timeout, host_timeout, max_output,
           store_url, key_path, no_store, waivers, lang, fmt) -> None:
-    """Verify hosts against the baseline (read-only). Exit 0 compliant, 1 not, 2 input error."""
+    """Verify hosts against the baseline (read-only). Exit 0 compliant, 1 not, 2 input error, interrupted or store failure."""
     from kijun import check as check_mod
     from kijun import plan, probe
     from kijun import report as report_mod
