@@ -167,3 +167,18 @@ def test_drift_and_report_tables_strip_escape_sequences_from_stored_host_text(tm
     assert "PermitRootLogin no" in out and "\x1b" not in out and "\x07" not in out
     raw = CliRunner().invoke(main, ["drift", "--store", db, "--format", "json"]).output
     assert "\\u001b" in raw  # JSON keeps the evidence exact (escaped)
+
+
+def test_the_spool_goes_next_to_the_store_else_to_the_current_directory(tmp_path, monkeypatch):
+    from kijun import spool
+    from kijun.report import build_report, load_report
+
+    report = build_report("check", [], run_id="20261129T000000Z-abcdef", complete=False)
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    here = spool.write(report, str(store_dir / "runs.db"))
+    assert here == store_dir / "runs.db.20261129T000000Z-abcdef.spool.json"
+    assert load_report(here)["complete"] is False and oct(here.stat().st_mode & 0o777) == "0o600"
+    monkeypatch.chdir(tmp_path)
+    gone = spool.write(report, str(tmp_path / "missing-dir" / "runs.db"))  # the store's directory is not there
+    assert gone == tmp_path / "runs.db.20261129T000000Z-abcdef.spool.json" and gone.is_file()
