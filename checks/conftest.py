@@ -43,6 +43,6 @@ def kijun_results(host, kijun_baseline, request, _kijun_cache):
     if key not in _kijun_cache:
         target = HostTarget(name=key, importance_class=request.config.getoption("kijun_class"))
         host_plan = plan.plan_host(kijun_baseline, target)
-        outcome = check.check_host(host_plan, target, lambda script: host.run(script).stdout)
+        outcome = check.check_host(host_plan, target, lambda script: host.run(script).stdout_bytes)
         _kijun_cache[key] = {r.control_id: r for r in outcome.results}
     return _kijun_cache[key]

@@ -38,6 +38,10 @@ def evaluate_item(item: PlannedItem, out: Mapping[str, ProbeOutput]) -> Verdict:
         return Verdict("error", reason=f"{item.type}: cannot evaluate: {exc!r}")
     if not v.evidence:
         v.evidence = "; ".join(keys.values())
+    garbled = [k for k in keys if out[k].bad_utf8]
+    if garbled and v.status not in ("pass", "not-applicable"):
+        note = f"output of {', '.join(garbled)} was not valid UTF-8 (bad bytes read as U+FFFD)"
+        v.reason = f"{v.reason}; {note}" if v.reason else note
     return v
 
 
@@ -64,7 +68,10 @@ def evaluate_control(pc: PlannedControl, out: Mapping[str, ProbeOutput]) -> Cont
 def check_host(plan: list[PlannedControl], target: HostTarget, runner: probe.Runner) -> HostResult:
     started = now()
     probes = probes_for(plan)
-    out = probe.run_probes(probes, runner)
+    try:
+        out = probe.run_probes(probes, runner)
+    except probe.ProbeError as exc:  # deadline or output cap: judged nothing, so every control is an error
+        return errored_host(plan, target, str(exc), started)
     results = [evaluate_control(pc, out) for pc in plan]
     return HostResult(
         host=target.name,
@@ -94,3 +101,15 @@ def unreachable_host(plan: list[PlannedControl], target: HostTarget, error: str,
         branch=target.branch, role=target.role, groups=list(target.groups), reachable=False, error=error,
         started=started, finished=now(), facts={}, results=results, commands=0,
     )
+
+
+def errored_host(plan: list[PlannedControl], target: HostTarget, error: str, started: str,
+                 reachable: bool = True) -> HostResult:
+    """A host kijun could not judge (timed out, sent too much, not checked): every applicable control
+    is an error, never a pass."""
+    res = unreachable_host(plan, target, error, started)
+    res.reachable = reachable
+    for r in res.results:
+        if r.status == "unreachable":
+            r.status = "error"
+    return res

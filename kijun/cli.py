@@ -108,6 +108,69 @@ limit_option = click.option("--limit", multiple=True, help="Only these hosts or 
 baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.Path(), default=None, help="Baseline YAML file.")
 
 
+class ByteSize(click.ParamType):
+    """A number of bytes: 16777216, 16M, 16MiB, 512K."""
+
+    name = "bytes"
+    _UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+        unit = text[-1:] if text[-1:] in "KMG" else ""
+        number = text[: len(text) - len(unit)]
+        if not number.isdigit() or int(number) <= 0:
+            self.fail(f"{value!r} is not a size in bytes (e.g. 16M, 1048576)", param, ctx)
+        return int(number) * self._UNITS[unit]
+
+
+def host_bounds(f):
+    """--host-timeout and --max-output: what one host may cost, wherever hosts are probed."""
+    from kijun import probe
+
+    f = click.option("--max-output", type=ByteSize(), default=probe.DEFAULT_MAX_OUTPUT, show_default=True,
+                     help="Bytes a host may send back (e.g. 16M); more makes that host an error.")(f)
+    return click.option("--host-timeout", type=click.FloatRange(min=1), default=probe.DEFAULT_HOST_TIMEOUT,
+                        show_default=True, help="Seconds for one host's whole probe; then it is an error.")(f)
+
+
+class StopOnSignal:
+    """Ctrl-C / SIGTERM during a fleet check: the first stops dispatching (hosts in flight end or time
+    out), a second also cuts the hosts in flight. Handlers only set flags and write to fd 2."""
+
+    def __init__(self):
+        import threading
+
+        self.stop, self.abort = threading.Event(), threading.Event()
+        self._old = {}
+
+    def _handle(self, signum, frame) -> None:
+        import os
+
+        if self.stop.is_set():
+            self.abort.set()
+            msg = "kijun: stopping now: hosts in flight are cut off / 実行中のホストも中断します\n"
+        else:
+            self.stop.set()
+            msg = ("kijun: interrupted: no new hosts; waiting for hosts in flight (again to cut them off) / "
+                   "中断: 新しいホストは開始しません\n")
+        os.write(2, msg.encode())
+
+    def __enter__(self):
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
 @main.command()
 @click.option("--local", "local", is_flag=True, help="Check this machine (read-only, no SSH).")
 @click.option("-i", "--inventory", type=click.Path(), help="pyinfra inventory file to check over SSH.")
@@ -117,19 +180,21 @@ baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.P
 @limit_option
 @click.option("--parallel", default=32, show_default=True, help="Hosts checked at once.")
 @click.option("--connect-timeout", default=10, show_default=True, help="Seconds before a host counts as unreachable.")
+@host_bounds
 @store_option
 @key_option
 @click.option("--no-store", is_flag=True, help="Do not record the run (inventory checks are stored and signed by default).")
 @click.option("--waivers", type=click.Path(), default=None, help="Waiver file (justified, approved, expiring exceptions).")
 @lang_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "junit"]), default="table", show_default=True)
-def check(local, inventory, baseline_path, importance_class, limit, parallel, connect_timeout, store_url, key_path,
-          no_store, waivers, lang, fmt) -> None:
-    """Verify hosts against the baseline (read-only). Exit 0 compliant, 1 not, 2 input error."""
+def check(local, inventory, baseline_path, importance_class, limit, parallel, connect_timeout, host_timeout, max_output,
+          store_url, key_path, no_store, waivers, lang, fmt) -> None:
+    """Verify hosts against the baseline (read-only). Exit 0 compliant, 1 not, 2 input error, interrupted or store failure."""
     from kijun import check as check_mod
     from kijun import plan, probe
     from kijun import report as report_mod
     from kijun.model import HostTarget
+    from kijun.termsafe import clean
 
     if local == bool(inventory):
         raise click.UsageError("give exactly one of --local or -i INVENTORY")
@@ -137,7 +202,8 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     waiver_set = _load_waivers(waivers, base)
     if local:
         target = HostTarget(name=socket.gethostname(), importance_class=importance_class)
-        hosts = [check_mod.check_host(plan.plan_host(base, target), target, probe.local_runner)]
+        runner = probe.make_local_runner(host_timeout, max_output)
+        hosts = [check_mod.check_host(plan.plan_host(base, target), target, runner)]
         _apply_waivers(waiver_set, hosts)
         report = report_mod.build_report("check", hosts, baseline=base, inventory={"path": "local", "digest": ""})
         _emit(base, hosts, fmt, lang, report)
@@ -166,29 +232,95 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
         run_id = store.begin_run(
             {"kind": "check", "baseline": base, "inventory": {"path": inv.path, "digest": inv.digest}}, signer)
         click.echo(f"run {run_id}: checking {len(inv.targets)} host(s)", err=True)
+    inv_ref = {"path": inv.path, "digest": inv.digest}
+    keeper = _RunKeeper(store, signer, store_url, run_id, base, inv_ref)
 
     def done(res):
         _apply_waivers(waiver_set, [res])
-        if store is not None:
-            store.add_host_result(run_id, res, signer)
+        keeper.add(res)
         bad = sum(r.status in ("fail", "error") for r in res.results)
-        click.echo(f"  {res.host}: {'unreachable: ' + res.error if not res.reachable else f'{bad} failing control(s)'}", err=True)
+        if res.error == fleet.NOT_CHECKED:
+            line = res.error
+        elif not res.reachable:
+            line = "unreachable: " + res.error
+        elif res.error:
+            line = f"error: {res.error}"
+        else:
+            line = f"{bad} failing control(s)"
+        click.echo(clean(f"  {res.host}: {line}"), err=True)
 
-    try:
-        hosts = fleet.check_fleet(base, inv.targets, parallel=parallel, connect_timeout=connect_timeout, on_result=done)
-    except KeyboardInterrupt:
-        if store is not None:
-            store.finish_run(run_id, signer, complete=False)
-            click.echo(f"kijun: interrupted: run {run_id} kept as incomplete with the hosts already checked", err=True)
-        sys.exit(2)
-    if store is not None:
-        report = store.finish_run(run_id, signer, complete=True)
-    else:
-        report = report_mod.build_report("check", hosts, baseline=base, inventory={"path": inv.path, "digest": inv.digest})
+    with StopOnSignal() as sig:
+        hosts = fleet.check_fleet(base, inv.targets, parallel=parallel, connect_timeout=connect_timeout, on_result=done,
+                                  host_timeout=host_timeout, max_output=max_output, stop=sig.stop, abort=sig.abort)
+        report = keeper.seal(complete=not sig.stop.is_set())
     _emit(base, hosts, fmt, lang, report)
-    if inv.errors:
+    if sig.stop.is_set():
+        not_checked = sum(h.error == fleet.NOT_CHECKED for h in hosts)
+        where = f"run {run_id} sealed as incomplete (interrupted)" if keeper.stored else "run interrupted"
+        click.echo(f"kijun: {where}: {len(hosts) - not_checked} host(s) checked, {not_checked} not checked", err=True)
+    if keeper.failure:
+        click.echo(f"kijun: error: {keeper.failure}", err=True)
+    if inv.errors or keeper.failure or sig.stop.is_set():
         sys.exit(2)
     exit_for(hosts)
+
+
+class _RunKeeper:
+    """Keeps every host result of a run: in the store, and when the store fails (disk full, database
+    gone) in a spool file next to it, saying so at once with the run id. Nothing collected is lost."""
+
+    def __init__(self, store, signer, store_url, run_id, base, inventory):
+        self.store, self.signer, self.store_url, self.run_id = store, signer, store_url, run_id
+        self.base, self.inventory = base, inventory
+        self.hosts = []
+        self.failure = ""
+        self.spool = None
+        self.spool_error = ""
+        self.stored = store is not None
+
+    def add(self, res) -> None:
+        from kijun.store import StoreError
+
+        self.hosts.append(res)
+        if self.stored:
+            try:
+                self.store.add_host_result(self.run_id, res, self.signer)
+                return
+            except StoreError as exc:
+                self._fail(f"store failed during run {self.run_id}: {exc}")
+        elif self.spool is not None:
+            self._write_spool()
+
+    def seal(self, complete: bool):
+        from kijun import report as report_mod
+        from kijun.store import StoreError
+
+        if self.stored:
+            try:
+                return self.store.finish_run(self.run_id, self.signer, complete=complete)
+            except StoreError as exc:
+                self._fail(f"store failed sealing run {self.run_id}: {exc}")
+        return report_mod.build_report("check", self.hosts, run_id=self.run_id, baseline=self.base,
+                                       inventory=self.inventory, complete=complete and not self.failure)
+
+    def _fail(self, what: str) -> None:
+        self.stored = False
+        self._write_spool()
+        self.failure = (f"{what}; the {len(self.hosts)} host result(s) collected so far and the rest of this run "
+                        f"are kept unsigned in {self.spool}" if self.spool else
+                        f"{what}; could not spool the results either ({self.spool_error}): they are only in this output")
+        click.echo(f"kijun: error: {self.failure}", err=True)
+
+    def _write_spool(self) -> None:
+        from kijun import report as report_mod
+        from kijun import spool
+
+        report = report_mod.build_report("check", self.hosts, run_id=self.run_id, baseline=self.base,
+                                         inventory=self.inventory, complete=False)
+        try:
+            self.spool = spool.write(report, self.store_url, self.spool)
+        except OSError as exc:
+            self.spool_error = str(exc)
 
 
 def _load_waivers(path, base):
@@ -216,19 +348,22 @@ def _apply_waivers(waiver_set, hosts) -> None:
 @click.option("--rollback", "rollback_id", default=None, metavar="RUN_ID", help="Restore the files a previous apply replaced.")
 @click.option("--trust-on-first-use", "tofu", is_flag=True, help="Accept unknown host keys (default: verify against known_hosts).")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Re-check every host after applying.")
+@host_bounds
 @store_option
 @key_option
 @click.option("--no-store", is_flag=True)
 @lang_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback_id, tofu, verify, store_url, key_path,
-          no_store, lang, fmt) -> None:
+def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback_id, tofu, verify, host_timeout,
+          max_output, store_url, key_path, no_store, lang, fmt) -> None:
     """Apply the baseline with pyinfra (each host gets the controls of its importance class)."""
     from kijun import apply as apply_mod
     from kijun.deploy import new_run_id
 
     def progress(line):
-        click.echo(f"  {line}", err=True)
+        from kijun.termsafe import clean
+
+        click.echo(clean(f"  {line}"), err=True)  # may carry a host's error text
 
     if rollback_id:
         outcomes = apply_mod.rollback(inventory, rollback_id, tuple(limit), parallel, tofu)
@@ -248,7 +383,8 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
         inv = inventory_mod.load(inventory, tuple(limit))
         reachable = {o.host for o in outcomes if o.reachable}
         targets = [t for t in inv.targets if t.name in reachable or t.ssh.get("hostname") in reachable]
-        hosts = fleet.check_fleet(base, targets, parallel=max(parallel, 1))
+        hosts = fleet.check_fleet(base, targets, parallel=max(parallel, 1), host_timeout=host_timeout,
+                                  max_output=max_output)
         from kijun import render
 
         click.echo(render.results_table(base, hosts, lang) if fmt == "table" else "", nl=fmt == "table")
@@ -261,6 +397,7 @@ def _print_apply(outcomes, lang, fmt, dry) -> None:
     from tabulate import tabulate
 
     from kijun.i18n import t
+    from kijun.termsafe import clean
 
     if fmt == "json":
         from dataclasses import asdict
@@ -277,6 +414,7 @@ def _print_apply(outcomes, lang, fmt, dry) -> None:
                 rows.append([o.host, op.name, t(op.status, lang), op.detail])
         if not any(op.status != "unchanged" for op in o.ops):
             rows.append([o.host, "", t("unchanged", lang), f"{len(o.ops)} item(s) in the desired state"])
+    rows = [[clean(cell) for cell in row] for row in rows]  # errors and details come from the hosts
     click.echo(tabulate(rows, headers=[t("host", lang), t("control", lang), t("change", lang), t("reason", lang)]))
 
 
@@ -354,7 +492,10 @@ def drift(store_url, runs, lang, fmt) -> None:
         else:
             raise click.UsageError("give no run id (latest two) or exactly two run ids")
     d = drift_mod.compare(old, new)
-    click.echo(drift_mod.render(d, fmt, lang))
+    from kijun.termsafe import clean
+
+    text = drift_mod.render(d, fmt, lang)
+    click.echo(text if fmt == "json" else clean(text))  # observed values come from the hosts
     sys.exit(drift_mod.exit_code(d))
 
 

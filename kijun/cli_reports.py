@@ -66,12 +66,20 @@ def resolve_baseline(report: dict, baseline_path: str | None):
     return None
 
 
-def _emit(text: str, output: str | None) -> None:
+def _emit(text: str, output: str | None, fmt: str = "table") -> None:
     if output:
         Path(output).write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
     else:
-        click.echo(text, nl=False)
+        _echo_host_text(text, fmt)
+
+
+def _echo_host_text(text: str, fmt: str) -> None:
+    """Reports carry what hosts printed: no escape sequence of theirs reaches the terminal
+    (JSON escapes control characters itself and must stay byte-exact)."""
+    from kijun.termsafe import clean
+
+    click.echo(text if fmt == "json" else clean(text), nl=False)
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -111,7 +119,7 @@ def matrix(store_url, run_id, baseline_path, classes, tags, groups, fmt, view, t
         history = matrix_mod.history_for(st, report, trend_limit)
     base = resolve_baseline(report, baseline_path)
     data = matrix_mod.build(report, base, filters=filters, lang=lang, history=history, generated=utc_now())
-    _emit(matrix_mod.render(data, fmt, lang, view), output)
+    _emit(matrix_mod.render(data, fmt, lang, view), output, fmt)
 
 
 @click.command()
@@ -147,7 +155,7 @@ def inspect(store_url, key_path, run_id, baseline_path, classes, tags, no_store,
         if not no_store:
             signed = inspect_report.store_report(st, signer, data, report)
             click.echo(f"inspection stored as run {signed['run_id']} (kind inspect, chain {signed['chain']['sequence']})", err=True)
-    _emit(inspect_report.render(data, fmt, lang), output)
+    _emit(inspect_report.render(data, fmt, lang), output, fmt)
     sys.exit(1 if data["gaps"] else 0)
 
 
@@ -181,7 +189,7 @@ def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, 
     signer = _signer(key_path)
 
     def progress(line):
-        click.echo(f"  {line}", err=True)
+        _echo_host_text(f"  {line}\n", "table")  # may carry a host's error text
 
     with _store(store_url) as st:
         result = advisory_mod.roll_out(adv, inventory, st, signer, confirmed_by=confirmed_by, pending_only=pending_only,
@@ -189,7 +197,7 @@ def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, 
                                        tofu=tofu, progress=progress)
     for err in result.inventory_errors:
         click.echo(f"kijun: error: {err}", err=True)
-    click.echo(advisory_mod.render_rollout(result, fmt, lang), nl=False)
+    _echo_host_text(advisory_mod.render_rollout(result, fmt, lang), fmt)
     if result.inventory_errors:
         sys.exit(2)
     sys.exit(0 if result.all_confirmed else 1)
@@ -212,13 +220,14 @@ def advisory_status(advisory_id, inventory, store_url, key_path, pub_paths, fmt,
     """
     from kijun import advisory as advisory_mod
     from kijun import cli
+    from kijun.termsafe import clean
 
     keys = cli._public_keys(pub_paths, key_path)
     with _store(store_url) as st:
         data = advisory_mod.status(st, advisory_id, inventory, public_keys=keys)
     for line in data["tampered"]:
-        click.echo(f"kijun: tampered: {line}", err=True)
-    click.echo(advisory_mod.render_status(data, fmt, lang), nl=False)
+        click.echo(clean(f"kijun: tampered: {line}"), err=True)
+    _echo_host_text(advisory_mod.render_status(data, fmt, lang), fmt)
     sys.exit(0 if data["all_confirmed"] and not data["tampered"] else 1)
 
 

@@ -17,6 +17,7 @@ class ProbeOutput:
 
     stdout: str
     rc: int
+    bad_utf8: bool = False  # the host sent bytes that are not UTF-8; they read as U+FFFD in stdout
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,20 @@
-"""Run a host's probe script over SSH through testinfra's ssh backend (OpenSSH client).
+"""Run a host's probe script over SSH with the OpenSSH client, as testinfra's ssh backend would.
 
 One ssh invocation per host per run: the whole probe script is one remote command, so the cost
 over a slow branch link is the handshake plus one round trip. Host keys are verified strictly
-against known_hosts unless the inventory says otherwise.
+against known_hosts unless the inventory says otherwise. kijun drives ssh itself (same options as
+testinfra's backend) because testinfra offers no deadline, no output cap and no stdin: a host must
+never hang the run or exhaust the controller's memory.
 """
 
 from __future__ import annotations
 
 import shlex
+import threading
 
 import testinfra
 
+from kijun import probe
 from kijun.model import HostTarget
 
 
@@ -58,17 +62,40 @@ def ssh_failure(stderr: str) -> str:
     return lines[-1] if lines else "ssh failed"
 
 
-def runner_for(target: HostTarget, connect_timeout: int = 10):
-    host = testinfra_host(target, connect_timeout)
+def ssh_argv(target: HostTarget, remote_command: str, connect_timeout: int = 10) -> list[str]:
+    """ssh's argv, with the options testinfra_host() passes, and `--` before the destination."""
+    ssh = target.ssh
+    argv = ["ssh", *ssh_options(target, connect_timeout)]
+    if ssh.get("config_file"):  # jump hosts (ProxyJump) for branch networks
+        argv += ["-F", str(ssh["config_file"])]
+    if ssh.get("user"):
+        argv += ["-o", f"User={ssh['user']}"]
+    argv += ["-o", f"Port={ssh.get('port', 22)}"]
+    if ssh.get("key"):
+        argv += ["-i", str(ssh["key"])]
+    return argv + ["--", str(ssh.get("hostname", target.name)), remote_command]
 
-    def run(script: str) -> str:
-        try:
-            result = host.run(script)
-        except RuntimeError as exc:  # testinfra raises on ssh's own failure (exit 255)
-            stderr = getattr(exc.args[0], "stderr", "") if exc.args else ""
-            raise Unreachable(ssh_failure(stderr or str(exc))) from None
-        if result.rc != 0 and not result.stdout:
-            raise Unreachable(f"probe script failed (rc {result.rc}): {result.stderr.strip()[:200]}")
-        return result.stdout
+
+def remote_command(script: str, sudo: bool) -> tuple[str, bytes | None]:
+    """The remote command line, and the bytes for ssh's stdin when the script is too big for one
+    argument (`Argument list too long` at 128 KiB, on either side)."""
+    # As testinfra's backend: the script itself, or under sudo in /bin/sh as root.
+    command = f"sudo /bin/sh -c {shlex.quote(script)}" if sudo else script
+    if len(command.encode()) <= probe.ARGV_MAX:
+        return command, None
+    command = f"/bin/sh -c {shlex.quote(probe.STDIN_SCRIPT)}"
+    return (f"sudo {command}" if sudo else command), script.encode()
+
+
+def runner_for(target: HostTarget, connect_timeout: int = 10, host_timeout: float = probe.DEFAULT_HOST_TIMEOUT,
+               max_output: int = probe.DEFAULT_MAX_OUTPUT, abort: threading.Event | None = None) -> probe.Runner:
+    def run(script: str) -> bytes:
+        command, stdin = remote_command(script, bool(target.ssh.get("sudo")))
+        done = probe.run_bounded(ssh_argv(target, command, connect_timeout), stdin, host_timeout, max_output, abort)
+        if done.rc == 255:  # ssh's own failure (the remote script never exits 255)
+            raise Unreachable(ssh_failure(done.stderr))
+        if done.rc != 0 and not done.stdout:
+            raise Unreachable(f"probe script failed (rc {done.rc}): {done.stderr.strip()[:200]}")
+        return done.stdout
 
     return run

@@ -8,11 +8,13 @@ from tabulate import tabulate
 
 from kijun.i18n import t
 from kijun.model import Baseline, HostResult
+from kijun.termsafe import clean
 
 MAX_CELL = 60
 
 
 def _cut(text: str) -> str:
+    text = clean(text)  # host-supplied: no escape sequences reach the terminal
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
@@ -26,7 +28,7 @@ def results_table(baseline: Baseline, hosts: list[HostResult], lang: str = "en")
             detail_obs = r.observed or r.reason
             row = [r.control_id, _cut(c.title[lang]), ",".join(c.classes), t(c.severity, lang), t(r.status, lang),
                    _cut(detail_obs), _cut(r.expected)]
-            rows.append(([h.host] if multi else []) + row)
+            rows.append(([clean(h.host)] if multi else []) + row)
     headers = ([t("host", lang)] if multi else []) + [t(w, lang) for w in ("control", "title", "class", "severity", "status", "observed", "expected")]
     return tabulate(rows, headers=headers, tablefmt="simple")
 
