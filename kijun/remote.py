@@ -11,6 +11,7 @@ import shlex
 
 import testinfra
 
+from kijun.hostspec import USER, is_destination
 from kijun.model import HostTarget
 
 
@@ -31,6 +32,11 @@ def ssh_options(target: HostTarget, connect_timeout: int = 10) -> list[str]:
 
 def testinfra_host(target: HostTarget, connect_timeout: int = 10):
     ssh = target.ssh
+    # testinfra puts the destination on ssh's command line without `--`: only a plain name or address may
+    # get there (inventories are validated on load; this holds for every other caller too).
+    if not is_destination(str(ssh.get("hostname", target.name))) or (ssh.get("user") and not USER.fullmatch(str(ssh["user"]))):
+        raise Unreachable(f"refusing to connect: {ssh.get('hostname', target.name)!r} / user {ssh.get('user')!r} "
+                          "is not a plain SSH destination")
     user = f"{ssh['user']}@" if ssh.get("user") else ""
     return testinfra.get_host(
         f"ssh://{user}{ssh.get('hostname', target.name)}:{ssh.get('port', 22)}",
