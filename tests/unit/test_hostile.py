@@ -237,3 +237,15 @@ def test_remote_refuses_an_option_like_destination_even_without_the_inventory(tm
         with pytest.raises(Unreachable):
             runner_for(HostTarget(name="x", ssh=ssh))
     assert not (tmp_path / "m").exists()
+
+
+def test_backup_manifest_keeps_a_backslash_path_on_one_line(tmp_path, monkeypatch):
+    """A path with a literal backslash-n must not add an 'absent /etc/passwd' line that rollback would act on."""
+    from kijun import ops
+
+    monkeypatch.setattr(ops, "BACKUP_ROOT", str(tmp_path / "backup"))
+    path = str(tmp_path / "x\\nabsent /etc/passwd")
+    script = " && ".join(ops.backup_commands("t1", [path]))
+    subprocess.run(["/bin/sh", "-c", script], check=True)
+    manifest = (tmp_path / "backup/t1/manifest").read_text().splitlines()
+    assert manifest == [f"absent {path}"]
