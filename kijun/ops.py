@@ -79,8 +79,10 @@ def backup_commands(run_id: str, paths: list[str]) -> list[str]:
             f"grep -qxF {shlex.quote('present ' + path)} {d}/manifest || grep -qxF {shlex.quote('absent ' + path)} {d}/manifest || "
             # not `cp --parents`: coreutils 9.1 (bookworm) fails on it with -a and absolute paths
             f"{{ if [ -e {q} ]; then mkdir -p {shlex.quote(d + '/files' + posixpath.dirname(path))} && "
-            f"cp -a {q} {shlex.quote(d + '/files' + path)} && echo {shlex.quote('present ' + path)} >> {d}/manifest; "
-            f"else echo {shlex.quote('absent ' + path)} >> {d}/manifest; fi; }}"
+            # printf, not echo: dash's echo would turn a backslash in a path into extra manifest lines
+            # ("absent /etc/passwd"), which rollback would then act on
+            f"cp -a {q} {shlex.quote(d + '/files' + path)} && printf '%s\\n' {shlex.quote('present ' + path)} >> {d}/manifest; "
+            f"else printf '%s\\n' {shlex.quote('absent ' + path)} >> {d}/manifest; fi; }}"
         )
     return cmds
 

@@ -15,6 +15,7 @@ import threading
 import testinfra
 
 from kijun import probe
+from kijun.hostspec import USER, is_destination
 from kijun.model import HostTarget
 
 
@@ -33,8 +34,18 @@ def ssh_options(target: HostTarget, connect_timeout: int = 10) -> list[str]:
     return opts
 
 
+def refuse_unplain(target: HostTarget) -> None:
+    """Only a plain name or address and user reach ssh's command line (inventories are validated on
+    load; this holds for every other caller too, e.g. testinfra, which puts no `--` before the host)."""
+    ssh = target.ssh
+    if not is_destination(str(ssh.get("hostname", target.name))) or (ssh.get("user") and not USER.fullmatch(str(ssh["user"]))):
+        raise Unreachable(f"refusing to connect: {ssh.get('hostname', target.name)!r} / user {ssh.get('user')!r} "
+                          "is not a plain SSH destination")
+
+
 def testinfra_host(target: HostTarget, connect_timeout: int = 10):
     ssh = target.ssh
+    refuse_unplain(target)
     user = f"{ssh['user']}@" if ssh.get("user") else ""
     return testinfra.get_host(
         f"ssh://{user}{ssh.get('hostname', target.name)}:{ssh.get('port', 22)}",
@@ -64,6 +75,7 @@ def ssh_failure(stderr: str) -> str:
 
 def ssh_argv(target: HostTarget, remote_command: str, connect_timeout: int = 10) -> list[str]:
     """ssh's argv, with the options testinfra_host() passes, and `--` before the destination."""
+    refuse_unplain(target)
     ssh = target.ssh
     argv = ["ssh", *ssh_options(target, connect_timeout)]
     if ssh.get("config_file"):  # jump hosts (ProxyJump) for branch networks

@@ -227,3 +227,25 @@ def test_cli_apply_dry_never_connects_to_a_rejected_host(case, tmp_path):
     assert len(outcome) == 1 and not outcome[0]["reachable"] and not outcome[0]["ops"], outcome
     assert expected_line(case, tmp_path, inv).split(": ", 1)[1] in outcome[0]["error"]
     assert no_marker(tmp_path) and not marker.exists()
+
+
+def test_remote_refuses_an_option_like_destination_even_without_the_inventory(tmp_path):
+    """Defence in depth for callers that build a HostTarget themselves: ssh never sees an option as host."""
+    from kijun.remote import Unreachable, runner_for
+
+    for ssh in ({"hostname": "-oProxyCommand=touch${IFS}" + str(tmp_path / "m")}, {"hostname": "127.0.0.1", "user": "-oX=y"}):
+        with pytest.raises(Unreachable):
+            runner_for(HostTarget(name="x", ssh=ssh))
+    assert not (tmp_path / "m").exists()
+
+
+def test_backup_manifest_keeps_a_backslash_path_on_one_line(tmp_path, monkeypatch):
+    """A path with a literal backslash-n must not add an 'absent /etc/passwd' line that rollback would act on."""
+    from kijun import ops
+
+    monkeypatch.setattr(ops, "BACKUP_ROOT", str(tmp_path / "backup"))
+    path = str(tmp_path / "x\\nabsent /etc/passwd")
+    script = " && ".join(ops.backup_commands("t1", [path]))
+    subprocess.run(["/bin/sh", "-c", script], check=True)
+    manifest = (tmp_path / "backup/t1/manifest").read_text().splitlines()
+    assert manifest == [f"absent {path}"]
