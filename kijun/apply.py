@@ -7,6 +7,7 @@ what *changed* and then re-verifies every host with the checker, so "applied" al
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from kijun.deploy import host_calls
 from kijun.inventory import target_from_host
 from kijun.model import Baseline
 
+RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
 os.environ.setdefault("PYINFRA_PROGRESS", "off")  # the spinner hangs in non-interactive runs (FIELD-NOTES)
 
 
@@ -25,6 +27,7 @@ class OpOutcome:
     name: str
     status: str  # would-change | unchanged | changed | failed
     detail: str = ""
+    reason: str = ""  # why a change failed when kijun undid it, e.g. ops.REVERTED (an i18n word)
 
 
 @dataclass
@@ -71,7 +74,7 @@ def display_name(h) -> str:
 
 def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, limit: tuple[str, ...] = (),
         parallel: int = 10, fail_percent: int | None = None, tofu: bool = False,
-        progress: Callable[[str], None] = lambda s: None) -> list[HostApply]:
+        progress: Callable[[str], None] = lambda s: None, keep_backups: int = ops.KEEP_BACKUPS) -> list[HostApply]:
     import gevent
     from pyinfra.api.connect import connect_all, disconnect_all
     from pyinfra.api.operation import add_op
@@ -80,6 +83,7 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
     from pyinfra.context import ctx_host, ctx_state
 
     ops.DRY_RUN = dry
+    ops.KEEP_BACKUPS = keep_backups
     state, hosts = _make_state(inventory_path, limit, parallel, fail_percent, tofu)
     results: dict[str, HostApply] = {}
     connect_all(state)
@@ -135,12 +139,15 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
         for name, items in metas.items():
             outcomes = []
             for (cid, opname, meta), planned in zip(items, results[name].ops):
-                if meta.is_complete():
+                reason, detail = ops.OUTCOMES.get((f"{id(state)}:{name}", opname), ("", ""))
+                if reason:  # the change was undone: a fresh SSH login failed after it
+                    status = "failed"
+                elif meta.is_complete():
                     status = "changed" if meta.did_change() else ("unchanged" if meta.did_succeed() else "failed")
                     detail = "" if meta.did_succeed() else "\n".join((meta.stderr_lines or [])[-3:])
                 else:
                     status, detail = "failed", planned.detail or "not executed (host failed earlier)"
-                outcomes.append(OpOutcome(cid, opname, status, detail))
+                outcomes.append(OpOutcome(cid, opname, status, detail, reason))
             results[name].ops = outcomes
             progress(f"{results[name].host}: {len(results[name].controls('changed'))} control(s) changed, "
                      f"{len(results[name].controls('failed'))} failed")
@@ -156,6 +163,8 @@ def rollback(inventory_path: str, run_id: str, limit: tuple[str, ...] = (), para
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import StateStage
 
+    if not RUN_ID.fullmatch(run_id):
+        raise InputError("--rollback", "run id", f"{run_id!r} is not a kijun run id (like 20261129T194716Z-1a2b3c)")
     state, hosts = _make_state(inventory_path, limit, parallel, None, tofu)
     connect_all(state)
     results = {h.name: HostApply(display_name(h), False, "cannot connect") for h in hosts if h not in state.active_hosts}
