@@ -104,7 +104,7 @@ def _prune_command(path: str, keep: int) -> str:
     manifest then says `pruned`, and its --rollback refuses to restore half a run."""
     q = shlex.quote(path)
     entry = shlex.quote("present " + path)
-    return (f"set -- {BACKUP_ROOT}/*/files{q}; n=$#; for f in \"$@\"; do "
+    return (f"umask 077; set -- {BACKUP_ROOT}/*/files{q}; n=$#; for f in \"$@\"; do "
             f"[ -e \"$f\" ] || [ -L \"$f\" ] || continue; "
             f"if [ \"$n\" -gt {int(keep)} ]; then r=\"${{f%/files{q}}}\"; rm -f \"$f\"; "
             f"{{ grep -vxF {entry} \"$r/manifest\" || true; echo {shlex.quote('pruned ' + path)}; }} > \"$r/manifest.new\"; "
