@@ -28,6 +28,7 @@ BACKUP_ROOT = "/var/lib/kijun/backup"
 KEEP_BACKUPS = 5
 # Seconds before each fresh-login attempt after a change to the login path.
 LOGIN_RETRY_DELAYS = (0.5, 1, 2, 3)
+RESTORE_TIMEOUT = 120  # seconds for restoring and reloading through the open session
 REVERTED = "reverted (would lock out)"
 LOGIN_LOST = "login lost: restoring the files did not bring it back"
 # (host key, operation name) -> (reason, detail) of a login-path change that failed its fresh login.
@@ -173,7 +174,11 @@ def login_guard(state, host, op_name: str, run_id: str) -> bool:  # named so: py
     def sh(command: str) -> tuple[bool, str]:
         from pyinfra.api.command import StringCommand
 
-        ok, output = host.run_shell_command(StringCommand(command), print_output=False, print_input=False, **args)
+        try:  # bounded: the session we are working through may be the thing that broke
+            ok, output = host.run_shell_command(StringCommand(command), print_output=False, print_input=False,
+                                                **{**args, "_timeout": RESTORE_TIMEOUT})
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"[:300]
         return ok, " ".join(output.stderr_lines)[-300:]
 
     why = login_works(state, host, args)

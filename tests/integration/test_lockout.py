@@ -12,13 +12,18 @@ Backups on hosts (they include /etc/shadow) are 0600 and only the newest N copie
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from test_apply_check import INVENTORY, ROOT, kijun, operator_ok  # noqa: F401
+from test_jump_host import branch, write_branch_files  # noqa: F401 (fixture)
 
 from kijun.lab import exec_in
 
 LOCKOUT = str(ROOT / "tests/data/lockout-sshd.yaml")
 PRUNE = str(ROOT / "tests/data/backup-prune.yaml")
+NFT = str(ROOT / "tests/data/lockout-nft.yaml")
 BACKUPS = "/var/lib/kijun/backup"
 REVERTED = "reverted (would lock out)"
 
@@ -35,8 +40,13 @@ def effective_sshd(lab, host) -> dict[str, str]:
     return {k: v for k, _, v in (line.partition(" ") for line in out.splitlines())}
 
 
-def apply_json(*args: str) -> tuple[int, dict[str, dict], str]:
-    r = kijun("apply", "-i", INVENTORY, "--format", "json", "--no-verify", "--no-store", *args)
+def apply_json(*args: str, inventory: str = INVENTORY, timeout: int = 600) -> tuple[int, dict[str, dict], str]:
+    cmd = [sys.executable, "-m", "kijun.cli", "apply", "-i", inventory, "--format", "json", "--no-verify", "--no-store", *args]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                           env={**os.environ, "PYINFRA_PROGRESS": "off"})
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"apply hung for {timeout} s: {(exc.stderr or b'')[-2000:]!r}") from None
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
     ops = {op["control_id"]: op for o in json.loads(r.stdout) for op in o["ops"]}
     return r.returncode, ops, r.stderr
@@ -103,3 +113,35 @@ def test_backups_are_private_and_pruned_to_the_newest(lab):
     assert sh(lab, host, "stat -c '%a %U %G' /etc/shadow") == shadow_mode
     assert sh(lab, host, "useradd -D | grep INACTIVE") == "INACTIVE=-1\n"
     assert operator_ok(host)
+
+
+def test_the_fresh_login_takes_the_same_path_through_a_jump_host(lab, branch, tmp_path):
+    """The hidden host is reachable only through ProxyJump: a probe that logged in directly would
+    fail every time and revert the safe settings too."""
+    jump, hidden = branch
+    inv = write_branch_files(tmp_path, jump, hidden, via_jump=True)
+    rc, ops, _ = apply_json("-b", LOCKOUT, inventory=str(inv))
+    assert rc == 1
+    assert {cid: op["status"] for cid, op in ops.items()} == {
+        "T-SSHSAFE-001": "changed", "T-SSHLOCK-001": "failed", "T-SSHLOCK-002": "failed",
+        "T-SSHLOCK-003": "failed", "T-SSHSAFE-002": "changed"}, ops
+    assert all(ops[c]["reason"] == REVERTED for c in ("T-SSHLOCK-001", "T-SSHLOCK-002", "T-SSHLOCK-003"))
+    eff = effective_sshd(lab, hidden)
+    assert eff["port"] == "22" and "allowusers" not in eff and eff["x11forwarding"] == "no", eff
+    again = kijun("check", "-i", str(inv), "--no-store", "--format", "json", "--connect-timeout", "5")
+    [h] = json.loads(again.stdout)["hosts"]
+    assert h["reachable"], h["error"]
+    sh(lab, hidden, "rm -f /etc/ssh/sshd_config.d/00-kijun.conf && kill -HUP $(cat /run/sshd.pid)")
+
+
+def test_a_safe_firewall_change_is_kept_after_its_login_check(lab):
+    host = lab.hosts[0]
+    # the allow list leaves the controller out: only `established` keeps apply's own session alive
+    rc, ops, err = apply_json("-b", NFT, "--limit", host.name, timeout=300)
+    assert rc == 0 and ops["T-NFT-001"]["status"] == "changed" and not ops["T-NFT-001"]["reason"], ops
+    assert "policy drop" in sh(lab, host, "nft list table inet kijun_egress")
+    assert operator_ok(host)
+    run_id = err.split("run ", 1)[1].split(":", 1)[0]
+    rb = kijun("apply", "-i", INVENTORY, "--limit", host.name, "--rollback", run_id)
+    assert rb.returncode == 0, rb.stdout + rb.stderr
+    assert "kijun_egress" not in sh(lab, host, "nft list tables")
