@@ -16,7 +16,7 @@ from kijun.model import ProbeOutput, Verdict
 # config that denies everyone, so apply proves a new login still works after changing any of them.
 LOGIN_PATH = ("/etc/ssh/", "/etc/pam.d/", "/etc/security/", "/etc/shadow", "/etc/passwd", "/etc/group",
               "/etc/gshadow", "/etc/sudoers", "/etc/nftables", "/etc/hosts.allow", "/etc/hosts.deny",
-              "/etc/nsswitch.conf")
+              "/etc/nsswitch.conf", "/etc/nologin", "/run/nologin", "/var/run/nologin")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """Apply must not lock the operator out (issue 12), on real lab hosts.
 
-`sshd -t` accepts `AllowUsers nobody`, `Port 2222` and `PubkeyAuthentication no`; each would stop
-the next login of the account kijun connects with. Apply opens a fresh SSH login after every change
-to the login path; when it fails, that change alone is undone and reported, and the safe changes
-around it stay. The egress firewall control cannot express an inbound rule (its only chain is
-`output`, which accepts established connections), so no nftables change of kijun can drop SSH here.
+`sshd -t` accepts `AllowUsers nobody`, `Port 2222` and `PubkeyAuthentication no`, and nothing checks
+an /etc/nologin file; each would stop the next login of the account kijun connects with. Apply opens
+a fresh SSH login after every change to the login path; when it fails, that change alone is undone
+and reported, and the safe changes around it stay. The egress firewall control cannot express an
+inbound rule (its only chain is `output`, which accepts established connections), so no nftables
+change of kijun can drop a new SSH login; its test shows a safe firewall change is kept and apply's
+own session survives it.
 
 Backups on hosts (they include /etc/shadow) are 0600 and only the newest N copies per file are kept.
 """
@@ -24,6 +26,7 @@ from kijun.lab import exec_in
 LOCKOUT = str(ROOT / "tests/data/lockout-sshd.yaml")
 PRUNE = str(ROOT / "tests/data/backup-prune.yaml")
 NFT = str(ROOT / "tests/data/lockout-nft.yaml")
+PAM = str(ROOT / "tests/data/lockout-pam.yaml")
 BACKUPS = "/var/lib/kijun/backup"
 REVERTED = "reverted (would lock out)"
 
@@ -80,6 +83,15 @@ def test_sshd_settings_that_lock_out_are_reverted_and_safe_ones_kept(lab):
     assert rb.returncode == 0, rb.stdout + rb.stderr
     assert sh(lab, host, "sha256sum /etc/ssh/sshd_config") == config_before
     assert sh(lab, host, "cat /etc/ssh/sshd_config.d/00-kijun.conf 2>/dev/null || echo ABSENT") == dropin_before
+    assert operator_ok(host)
+
+
+def test_a_pam_lockout_is_reverted_like_an_sshd_one(lab):
+    """Same mechanism, another control type: /etc/nologin makes pam_nologin refuse the automation account."""
+    host = lab.hosts[-1]
+    rc, ops, _ = apply_json("-b", PAM, "--limit", host.name)
+    assert rc == 1 and ops["T-PAMLOCK-001"]["status"] == "failed" and ops["T-PAMLOCK-001"]["reason"] == REVERTED, ops
+    assert sh(lab, host, "ls /etc/nologin 2>/dev/null || echo ABSENT") == "ABSENT\n"
     assert operator_ok(host)
 
 
