@@ -25,6 +25,7 @@ class OpOutcome:
     name: str
     status: str  # would-change | unchanged | changed | failed
     detail: str = ""
+    reason: str = ""  # why a change failed when kijun undid it, e.g. ops.REVERTED (an i18n word)
 
 
 @dataclass
@@ -105,7 +106,7 @@ def display_name(h) -> str:
 
 def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, limit: tuple[str, ...] = (),
         parallel: int = 10, fail_percent: int | None = None, tofu: bool = False,
-        progress: Callable[[str], None] = lambda s: None) -> list[HostApply]:
+        progress: Callable[[str], None] = lambda s: None, keep_backups: int = ops.KEEP_BACKUPS) -> list[HostApply]:
     import gevent
     from pyinfra.api.connect import disconnect_all
     from pyinfra.api.operation import add_op
@@ -114,6 +115,7 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
     from pyinfra.context import ctx_host, ctx_state
 
     ops.DRY_RUN = dry
+    ops.KEEP_BACKUPS = keep_backups
     state, hosts, rejected = _make_state(inventory_path, limit, parallel, fail_percent, tofu)
     results: dict[str, HostApply] = {h.name: HostApply(display_name(h), False, rejected[h.name]) for h in hosts if h.name in rejected}
     _connect(state)
@@ -169,12 +171,15 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
         for name, items in metas.items():
             outcomes = []
             for (cid, opname, meta), planned in zip(items, results[name].ops):
-                if meta.is_complete():
+                reason, detail = ops.OUTCOMES.get((f"{id(state)}:{name}", opname), ("", ""))
+                if reason:  # the change was undone: a fresh SSH login failed after it
+                    status = "failed"
+                elif meta.is_complete():
                     status = "changed" if meta.did_change() else ("unchanged" if meta.did_succeed() else "failed")
                     detail = "" if meta.did_succeed() else "\n".join((meta.stderr_lines or [])[-3:])
                 else:
                     status, detail = "failed", planned.detail or "not executed (host failed earlier)"
-                outcomes.append(OpOutcome(cid, opname, status, detail))
+                outcomes.append(OpOutcome(cid, opname, status, detail, reason))
             results[name].ops = outcomes
             progress(f"{results[name].host}: {len(results[name].controls('changed'))} control(s) changed, "
                      f"{len(results[name].controls('failed'))} failed")

@@ -349,13 +349,15 @@ def _apply_waivers(waiver_set, hosts) -> None:
 @click.option("--trust-on-first-use", "tofu", is_flag=True, help="Accept unknown host keys (default: verify against known_hosts).")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Re-check every host after applying.")
 @host_bounds
+@click.option("--keep-backups", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Backup copies kept on each host per file (they include /etc/shadow); older runs' copies are deleted.")
 @store_option
 @key_option
 @click.option("--no-store", is_flag=True)
 @lang_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback_id, tofu, verify, host_timeout,
-          max_output, store_url, key_path, no_store, lang, fmt) -> None:
+def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback_id, tofu, verify, keep_backups,
+          host_timeout, max_output, store_url, key_path, no_store, lang, fmt) -> None:
     """Apply the baseline with pyinfra (each host gets the controls of its importance class)."""
     from kijun import apply as apply_mod
     from kijun.deploy import new_run_id
@@ -373,7 +375,7 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
     run_id = new_run_id()
     click.echo(f"run {run_id}: {'dry run' if dry else 'apply'} of {base.id} (rollback with --rollback {run_id})", err=True)
     outcomes = apply_mod.run(base, inventory, run_id, dry=dry, limit=tuple(limit), parallel=parallel,
-                             fail_percent=fail_percent, tofu=tofu, progress=progress)
+                             fail_percent=fail_percent, tofu=tofu, progress=progress, keep_backups=keep_backups)
     _print_apply(outcomes, lang, fmt, dry)
     failed = any((not o.reachable) or o.error or o.controls("failed") for o in outcomes)
     if not dry and verify:
@@ -411,7 +413,8 @@ def _print_apply(outcomes, lang, fmt, dry) -> None:
             continue
         for op in o.ops:
             if op.status != "unchanged":
-                rows.append([o.host, op.name, t(op.status, lang), op.detail])
+                why = f"{t(op.reason, lang)}: {op.detail}" if op.reason else op.detail
+                rows.append([o.host, op.name, t(op.status, lang), why])
         if not any(op.status != "unchanged" for op in o.ops):
             rows.append([o.host, "", t("unchanged", lang), f"{len(o.ops)} item(s) in the desired state"])
     rows = [[clean(cell) for cell in row] for row in rows]  # errors and details come from the hosts

@@ -28,6 +28,10 @@ WORDS: dict[str, dict[str, str]] = {
     "changed": {"ja": "変更済", "en": "changed"},
     "unchanged": {"ja": "変更なし", "en": "unchanged"},
     "failed": {"ja": "失敗", "en": "failed"},
+    # kijun.ops.REVERTED / LOGIN_LOST: a change after which a fresh SSH login failed
+    "reverted (would lock out)": {"ja": "取消済み（ログインできなくなるため元に戻した）", "en": "reverted (would lock out)"},
+    "login lost: restoring the files did not bring it back": {
+        "ja": "ログイン不能: ファイルを戻してもログインできない", "en": "login lost: restoring the files did not bring it back"},
 }
 
 

@@ -9,6 +9,7 @@ and verify cannot disagree about what drift is.
 from __future__ import annotations
 
 import importlib
+import logging
 import posixpath
 import re
 import secrets
@@ -17,6 +18,7 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase, operation
+from pyinfra.api.command import FunctionCommand
 from pyinfra.api.exceptions import OperationError
 
 from kijun import probe
@@ -24,10 +26,21 @@ from kijun.controls import REGISTRY
 
 BACKUP_ROOT = "/var/lib/kijun/backup"
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # names a backup directory: no dots, no shell
+# Copies kept per file across runs (`kijun apply --keep-backups`); they include /etc/shadow.
+KEEP_BACKUPS = 5
+# Seconds before each fresh-login attempt after a change to the login path.
+LOGIN_RETRY_DELAYS = (0.5, 1, 2, 3)
+RESTORE_TIMEOUT = 120  # seconds for restoring and reloading through the open session
+REVERTED = "reverted (would lock out)"
+LOGIN_LOST = "login lost: restoring the files did not bring it back"
+# (host key, operation name) -> (reason, detail) of a login-path change that failed its fresh login.
+OUTCOMES: dict[tuple[str, str], tuple[str, str]] = {}
+_LOCKED: set[str] = set()  # hosts whose login could not be restored: no further changes
 # Set by `kijun apply --dry`: nothing executes, so probe output never goes stale.
 DRY_RUN = False
 _PROBE_CACHE: dict[str, dict] = {}
 _CHANGED: set[str] = set()  # hosts an operation has changed: their cached probe output is gone
+logger = logging.getLogger("kijun")
 
 
 class KijunProbe(FactBase):
@@ -67,29 +80,132 @@ def _resolve(dotted: str):
     return getattr(importlib.import_module(module), name)
 
 
-def backup_commands(run_id: str, paths: list[str]) -> list[str]:
-    """Keep the first copy of each file per run (the original), and note files that did not exist."""
-    if not RUN_ID.fullmatch(run_id):
-        raise ValueError(f"{run_id!r} is not a kijun run id")
-    d = f"{BACKUP_ROOT}/{run_id}"
-    cmds = [f"mkdir -p {d}/files && chmod 700 {BACKUP_ROOT} && touch {d}/manifest"]
+def _copy_commands(d: str, paths: list[str]) -> list[str]:
+    """Keep the first copy of each file in d (the original) and note files that did not exist.
+    Copies are 0600 in 0700 directories (they include /etc/shadow); the file's own mode is noted
+    in d/modes and put back on restore."""
+    m = f"{d}/manifest"
+    cmds = [f"umask 077 && mkdir -p {d}/files && chmod 700 {BACKUP_ROOT} && touch {m}"]
     for path in paths:
-        q = shlex.quote(path)
+        q, copy = shlex.quote(path), shlex.quote(d + "/files" + path)
         cmds.append(
-            f"grep -qxF {shlex.quote('present ' + path)} {d}/manifest || grep -qxF {shlex.quote('absent ' + path)} {d}/manifest || "
+            f"umask 077; grep -qxF {shlex.quote('present ' + path)} {m} || grep -qxF {shlex.quote('absent ' + path)} {m} || "
             # not `cp --parents`: coreutils 9.1 (bookworm) fails on it with -a and absolute paths
-            f"{{ if [ -e {q} ]; then mkdir -p {shlex.quote(d + '/files' + posixpath.dirname(path))} && "
-            # printf, not echo: dash's echo would turn a backslash in a path into extra manifest lines
-            # ("absent /etc/passwd"), which rollback would then act on
-            f"cp -a {q} {shlex.quote(d + '/files' + path)} && printf '%s\\n' {shlex.quote('present ' + path)} >> {d}/manifest; "
-            f"else printf '%s\\n' {shlex.quote('absent ' + path)} >> {d}/manifest; fi; }}"
+            f"{{ if [ -L {q} ]; then mkdir -p {shlex.quote(d + '/files' + posixpath.dirname(path))} && cp -a {q} {copy} && "
+            f"printf '%s\\n' {shlex.quote('present ' + path)} >> {m}; "
+            # a symlink keeps its own (meaningless) mode: chmod would change the file it points to
+            f"elif [ -e {q} ]; then mkdir -p {shlex.quote(d + '/files' + posixpath.dirname(path))} && cp -a {q} {copy} && "
+            f"chmod 600 {copy} && printf '%s %s\\n' \"$(stat -c %a {q})\" {q} >> {d}/modes && "
+            f"printf '%s\\n' {shlex.quote('present ' + path)} >> {m}; "
+            f"else printf '%s\\n' {shlex.quote('absent ' + path)} >> {m}; fi; }}"
         )
     return cmds
+
+
+def _prune_command(path: str, keep: int) -> str:
+    """Keep the `keep` newest copies of one file across runs (run ids sort by time). An older run's
+    manifest then says `pruned`, and its --rollback refuses to restore half a run."""
+    q = shlex.quote(path)
+    entry = shlex.quote("present " + path)
+    return (f"umask 077; set -- {BACKUP_ROOT}/*/files{q}; n=$#; for f in \"$@\"; do "
+            f"[ -e \"$f\" ] || [ -L \"$f\" ] || continue; "
+            f"if [ \"$n\" -gt {int(keep)} ]; then r=\"${{f%/files{q}}}\"; rm -f \"$f\"; "
+            f"{{ grep -vxF {entry} \"$r/manifest\" || true; printf '%s\\n' {shlex.quote('pruned ' + path)}; }} > \"$r/manifest.new\"; "
+            f"mv \"$r/manifest.new\" \"$r/manifest\"; "
+            f"elif [ ! -L \"$f\" ]; then chmod 600 \"$f\"; fi; n=$((n-1)); done")
+
+
+def backup_commands(run_id: str, paths: list[str], keep: int | None = None) -> list[str]:
+    """Back the files up for `--rollback RUN_ID` (first copy per run), then prune older runs' copies."""
+    if not RUN_ID.fullmatch(run_id):
+        raise ValueError(f"{run_id!r} is not a kijun run id")
+    keep = KEEP_BACKUPS if keep is None else keep
+    return _copy_commands(f"{BACKUP_ROOT}/{run_id}", paths) + [_prune_command(path, keep) for path in paths]
+
+
+def step_dir(run_id: str) -> str:
+    """Copies taken just before one operation that touches the login path, for reverting only it."""
+    return f"{BACKUP_ROOT}/{run_id}/step"
+
+
+def _connector_args(state, host) -> dict:
+    from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
+
+    args, _ = pop_global_arguments(state, host, {})
+    return {k: args[k] for k in CONNECTOR_ARGUMENT_KEYS if k in args}
+
+
+def fresh_login(state, host, args: dict) -> str:
+    """'' when a NEW SSH session, made from the host's own connection data (user, key, port,
+    ssh_config and ProxyJump, known_hosts), logs in and runs `true` with the same sudo settings;
+    otherwise why not. The session apply is working through stays open whatever sshd does."""
+    from pyinfra.api.command import StringCommand
+
+    conn = host.connector_cls(state, host)
+    try:
+        conn.connect()
+        ok, output = conn.run_shell_command(StringCommand("true"), print_output=False, print_input=False, **args)
+        return "" if ok else f"logged in, but `true` failed: {' '.join(output.stderr_lines)[-200:]}"
+    except Exception as exc:  # connect errors, auth errors, timeouts: all mean "no login"
+        return f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        client = getattr(conn, "client", None)
+        if client is not None:
+            client.close()
+
+
+def login_works(state, host, args: dict) -> str:
+    """fresh_login, retried for a few seconds: a reloaded sshd re-executes itself and refuses
+    connections for a moment."""
+    import gevent
+
+    why = ""
+    for delay in LOGIN_RETRY_DELAYS:
+        gevent.sleep(delay)
+        why = fresh_login(state, host, args)
+        if not why:
+            return ""
+    return why
+
+
+def login_guard(state, host, op_name: str, run_id: str) -> bool:  # named so: pyinfra then passes them
+    """Runs after an operation that touches the login path. If a fresh login fails, restore the
+    files saved just before the operation, reload, and prove the login works again."""
+    args = _connector_args(state, host)
+    step = step_dir(run_id)
+    key = f"{id(state)}:{host.name}"
+
+    def sh(command: str) -> tuple[bool, str]:
+        from pyinfra.api.command import StringCommand
+
+        try:  # bounded: the session we are working through may be the thing that broke
+            ok, output = host.run_shell_command(StringCommand(command), print_output=False, print_input=False,
+                                                **{**args, "_timeout": RESTORE_TIMEOUT})
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"[:300]
+        return ok, " ".join(output.stderr_lines)[-300:]
+
+    why = login_works(state, host, args)
+    if not why:
+        sh(f"rm -rf {shlex.quote(step)}")
+        return True
+    restored, err = sh(restore_script(step) + f"\nrm -rf {shlex.quote(step)}")
+    again = login_works(state, host, args) if restored else "restore failed: " + err
+    if again:
+        _LOCKED.add(key)  # keep our hands off this host: only the open session still works
+        OUTCOMES[(key, op_name)] = (LOGIN_LOST, f"fresh login failed ({why}); after restoring: {again}")
+        host.log_styled(f"{op_name}: {LOGIN_LOST}: {again}", fg="red", log_func=logger.error)
+    else:
+        OUTCOMES[(key, op_name)] = (REVERTED, f"fresh login failed after the change: {why}; files restored, login works again")
+        host.log_styled(f"{op_name}: {REVERTED}: {why}", fg="red", log_func=logger.error)
+    return False
 
 
 @operation()
 def enforce(item_type: str, params: dict, control_id: str, run_id: str, probes: dict | None = None):
     ctype = REGISTRY[item_type]
+    if _host_key() in _LOCKED:
+        raise OperationError("not applied: an earlier change cost this host its SSH login (see above)")
     out = probe_item(ctype.probes(params), probes)
     verdict = ctype.evaluate(params, out)
     if verdict.status in ("pass", "not-applicable"):
@@ -105,8 +221,21 @@ def enforce(item_type: str, params: dict, control_id: str, run_id: str, probes: 
     files = ctype.files(params, out)
     if files:
         yield from backup_commands(run_id, files)
+    guard = not DRY_RUN and ctype.touches_login(params, out) and _is_ssh()
+    if guard:
+        step = step_dir(run_id)
+        yield "\n".join(["set -e", f"rm -rf {shlex.quote(step)}"] + _copy_commands(step, files))
     for call in calls:
         yield from _resolve(call.op)._inner(**call.kwargs)
+    if guard:
+        yield FunctionCommand(login_guard, (f"{control_id}: {ctype.describe(params)}", run_id), {})
+
+
+def _is_ssh() -> bool:
+    """Only an SSH connection has a login to lose (@local, @chroot have none)."""
+    from pyinfra.connectors.ssh import SSHConnector
+
+    return issubclass(host.connector_cls, SSHConnector)
 
 
 @operation()
@@ -145,17 +274,29 @@ RELOAD_AFTER_RESTORE = (
 )
 
 
+def restore_script(d: str) -> str:
+    """Put back the files saved in backup dir d (their contents, owner and mode), remove the files
+    that did not exist, and reload the services that read them. Refuses if any copy was pruned."""
+    q = shlex.quote(d)
+    reloads = "\n".join(f"if grep -q {shlex.quote(' ' + prefix)} {q}/manifest; then {cmd}; fi" for prefix, cmd in RELOAD_AFTER_RESTORE)
+    return f"""set -e
+if grep -q '^pruned ' {q}/manifest; then
+  echo "kijun: cannot restore "{q}": the copies of $(grep '^pruned ' {q}/manifest | cut -d' ' -f2- | tr '\\n' ' ')were pruned (only the newest copies per file are kept); nothing restored" >&2; exit 1
+fi
+while read -r state path; do
+  if [ "$state" = present ]; then cp -a {q}/files"$path" "$path"; else rm -f "$path"; fi
+done < {q}/manifest
+if [ -f {q}/modes ]; then while read -r mode path; do chmod "$mode" "$path"; done < {q}/modes; fi
+{reloads}"""
+
+
 def rollback_script(run_id: str) -> str:
     if not RUN_ID.fullmatch(run_id):
         raise ValueError(f"{run_id!r} is not a kijun run id (like 20260101T000000Z-0a1b2c)")
     d = shlex.quote(f"{BACKUP_ROOT}/{run_id}")
-    reloads = "\n".join(f"if grep -q {shlex.quote(' ' + prefix)} {d}/manifest; then {cmd}; fi" for prefix, cmd in RELOAD_AFTER_RESTORE)
-    return f"""set -e
-[ -f {d}/manifest ] || {{ echo "kijun: no backup for run {run_id} on this host" >&2; exit 1; }}
-while read -r state path; do
-  if [ "$state" = present ]; then cp -a {d}/files"$path" "$path"; else rm -f "$path"; fi
-done < {d}/manifest
-{reloads}
+    return f"""[ -f {d}/manifest ] || {{ echo "kijun: no backup for run "{shlex.quote(run_id)}" on this host" >&2; exit 1; }}
+{restore_script(f"{BACKUP_ROOT}/{run_id}")}
+rm -rf {d}/step
 mv {d} {d}.restored-$(date +%Y%m%dT%H%M%S)"""
 
 

@@ -12,6 +12,12 @@ from typing import Any, ClassVar
 
 from kijun.model import ProbeOutput, Verdict
 
+# Files a fresh SSH login depends on (sshd, PAM, accounts, sudo, host firewall). `sshd -t` accepts a
+# config that denies everyone, so apply proves a new login still works after changing any of them.
+LOGIN_PATH = ("/etc/ssh/", "/etc/pam.d/", "/etc/security/", "/etc/shadow", "/etc/passwd", "/etc/group",
+              "/etc/gshadow", "/etc/sudoers", "/etc/nftables", "/etc/hosts.allow", "/etc/hosts.deny",
+              "/etc/nsswitch.conf", "/etc/nologin", "/run/nologin", "/var/run/nologin")
+
 
 @dataclass(frozen=True)
 class OpCall:
@@ -49,6 +55,11 @@ class ControlType:
     def files(self, p: Mapping[str, Any], out: Mapping[str, ProbeOutput] | None = None) -> list[str]:
         """Files the operations may replace: backed up before any change, for rollback."""
         return []
+
+    def touches_login(self, p: Mapping[str, Any], out: Mapping[str, ProbeOutput] | None = None) -> bool:
+        """Whether the operations can stop the operator's next SSH login: apply then opens a fresh
+        login after them and restores the files if it fails. Declared through files() by default."""
+        return any(str(f).startswith(LOGIN_PATH) for f in self.files(p, out))
 
     def describe(self, p: Mapping[str, Any]) -> str:
         """Short human label of the item, used in plans and dry-run output."""

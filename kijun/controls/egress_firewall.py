@@ -225,9 +225,15 @@ if ! nft -c -f {new}; then rm -f {new}; echo 'kijun: nft -c rejected the egress 
 mv {new} {DROPIN}
 [ -f {MAIN} ] || printf '#!/usr/sbin/nft -f\\nflush ruleset\\n' > {MAIN}
 grep -qxF '{INCLUDE}' {MAIN} || grep -qxF 'include "/etc/nftables.d/*.nft"' {MAIN} || echo '{INCLUDE}' >> {MAIN}
-nft -f {DROPIN}
+sed 's/policy drop;/policy accept;/' {DROPIN} | nft -f -"""
+        # Loaded twice, in two commands: first with policy accept, which starts connection tracking
+        # in this network namespace, so the SSH session apply is talking through (and any session
+        # that speaks meanwhile) is `established` before the drop comes. Conntrack meets a session
+        # that began before it mid-stream: its first outgoing packet would be `new` and dropped, and
+        # the session would hang with the host waiting to send.
+        load = f"""nft -f {DROPIN}
 if command -v systemctl >/dev/null; then systemctl enable nftables; fi"""
-        ops.append(OpCall("kijun.ops.shell", {"commands": [script]}, "egress firewall: write, check, load"))
+        ops.append(OpCall("kijun.ops.shell", {"commands": [script, load]}, "egress firewall: write, check, load"))
         if p["no_default_route"]:
             ops.append(OpCall("kijun.ops.shell", {"commands": [
                 "while ip -4 route show default | grep -q .; do ip -4 route del default || exit 1; done"]},

@@ -100,7 +100,7 @@ def test_ops_validate_before_replacing(root, monkeypatch):
     good = ef.DROPIN
     out = {"nft.kijun_egress": ProbeOutput("Error: No such file or directory", 1)}
     monkeypatch.setattr(ef, "render", lambda p: "table inet kijun_egress { chain output { type filter hook output priority 0; policy dorp; } }\n")
-    (script,) = T.operations({**P, "no_default_route": False}, out)[0].kwargs["commands"]
+    script, _load = T.operations({**P, "no_default_route": False}, out)[0].kwargs["commands"]
     res = subprocess.run(["unshare", "-n", "chroot", str(root.path), "/bin/sh", "-c", script], capture_output=True, text=True)
     assert res.returncode != 0 and "nft -c rejected" in res.stderr
     assert "policy drop" in root.file(good).read_text()  # the valid file was kept

@@ -1,0 +1,56 @@
+"""The pieces of apply's lock-out guard that need no host: which changes are on the login path,
+how a reverted control is reported (ja/en), and bad run ids for --rollback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kijun import apply as apply_mod
+from kijun import ops
+from kijun.baseline import InputError
+from kijun.cli import _print_apply
+from kijun.controls import REGISTRY
+
+
+def test_login_path_is_declared_by_the_files_a_type_changes():
+    assert REGISTRY["sshd_option"].touches_login({"key": "Port", "value": 2222})
+    assert REGISTRY["password_policy"].touches_login({"min_length": 12, "max_days": 90, "min_days": 1, "warn_days": 7})
+    assert REGISTRY["egress_firewall"].touches_login({"allow": [], "no_default_route": False})
+    assert REGISTRY["inactive_accounts"].touches_login({"inactive_days": 30, "max_unused_days": 90})
+    assert REGISTRY["setting"].touches_login({"path": "/etc/pam.d/common-auth", "key": "x", "value": "1"})
+    assert not REGISTRY["setting"].touches_login({"path": "/etc/login.defs", "key": "PASS_MAX_DAYS", "value": 90})
+    assert not REGISTRY["sysctl"].touches_login({"key": "net.ipv4.ip_forward", "value": 0})
+
+
+def reverted_outcome():
+    op = apply_mod.OpOutcome("T-SSHLOCK-001", "T-SSHLOCK-001: sshd AllowUsers = nobody", "failed",
+                             "fresh login failed after the change: Authentication failed", ops.REVERTED)
+    return [apply_mod.HostApply("lab-01", True, "", [op])]
+
+
+@pytest.mark.parametrize("lang, words", [("ja", ["失敗", "取消済み（ログインできなくなるため元に戻した）"]),
+                                         ("en", ["failed", "reverted (would lock out)"])])
+def test_a_reverted_control_is_reported_failed_with_its_reason(capsys, lang, words):
+    _print_apply(reverted_outcome(), lang, "table", dry=False)
+    out = capsys.readouterr().out
+    assert all(w in out for w in words), out
+    assert "Authentication failed" in out
+
+
+def test_json_carries_the_reason():
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        _print_apply(reverted_outcome(), "en", "json", dry=False)
+    [host] = json.loads(buf.getvalue())
+    assert host["ops"][0]["status"] == "failed" and host["ops"][0]["reason"] == "reverted (would lock out)"
+
+
+@pytest.mark.parametrize("run_id", ["x; touch /tmp/kijun-pwned", "../../etc", "20261129T194716Z-1a2b3c\n", ""])
+def test_rollback_refuses_what_is_not_a_run_id(run_id):
+    with pytest.raises(InputError, match="not a kijun run id"):
+        apply_mod.rollback("inventories/lab.py", run_id)
