@@ -101,6 +101,8 @@ def remote_command(script: str, sudo: bool) -> tuple[str, bytes | None]:
 
 def runner_for(target: HostTarget, connect_timeout: int = 10, host_timeout: float = probe.DEFAULT_HOST_TIMEOUT,
                max_output: int = probe.DEFAULT_MAX_OUTPUT, abort: threading.Event | None = None) -> probe.Runner:
+    refuse_unplain(target)
+
     def run(script: str) -> bytes:
         command, stdin = remote_command(script, bool(target.ssh.get("sudo")))
         done = probe.run_bounded(ssh_argv(target, command, connect_timeout), stdin, host_timeout, max_output, abort)
