@@ -415,7 +415,7 @@ def roll_out(adv: Advisory, inventory_path: str, store: Any, signer: Any, *, con
              pending_only: bool = False, limit: tuple[str, ...] = (), parallel: int = 10, connect_timeout: int = 10,
              tofu: bool = False, progress: Callable[[str], None] = lambda s: None,
              apply_fn: Callable[..., list[Any]] | None = None, check_fn: Callable[..., list[Any]] | None = None,
-             inventory: Any = None) -> RollOut:
+             inventory: Any = None, host_timeout: float = 120, max_output: int = 16 * 1024 * 1024) -> RollOut:
     """Apply the advisory to hosts, verify them, store a signed "advisory" report and update the ledger.
 
     apply_fn / check_fn default to kijun.apply.run and kijun.fleet.check_fleet (tests pass fakes);
@@ -458,7 +458,8 @@ def roll_out(adv: Advisory, inventory_path: str, store: Any, signer: Any, *, con
                 outcomes[t.name] = o
         reachable = [t for t in targets if t.name in outcomes and outcomes[t.name].reachable]
         if reachable:
-            for res in check_fn(adv.baseline, reachable, parallel=max(parallel, 1), connect_timeout=connect_timeout):
+            for res in check_fn(adv.baseline, reachable, parallel=max(parallel, 1), connect_timeout=connect_timeout,
+                                host_timeout=host_timeout, max_output=max_output):
                 verified[res.host] = res
         for t in targets:
             if t.name not in verified:

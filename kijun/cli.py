@@ -11,6 +11,7 @@ import click
 
 from kijun import baseline as baseline_mod
 from kijun.baseline import InputError
+from kijun.cli_bounds import host_bounds
 
 DEFAULT_BASELINE = "baselines/nisc-core.yaml"
 LANGS = click.Choice(["ja", "en"])
@@ -106,33 +107,6 @@ lang_option = click.option("--lang", type=LANGS, default="en", show_default=True
 inventory_option = click.option("-i", "--inventory", required=True, type=click.Path(), help="pyinfra inventory file.")
 limit_option = click.option("--limit", multiple=True, help="Only these hosts or groups (repeatable).")
 baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.Path(), default=None, help="Baseline YAML file.")
-
-
-class ByteSize(click.ParamType):
-    """A number of bytes: 16777216, 16M, 16MiB, 512K."""
-
-    name = "bytes"
-    _UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
-        unit = text[-1:] if text[-1:] in "KMG" else ""
-        number = text[: len(text) - len(unit)]
-        if not number.isdigit() or int(number) <= 0:
-            self.fail(f"{value!r} is not a size in bytes (e.g. 16M, 1048576)", param, ctx)
-        return int(number) * self._UNITS[unit]
-
-
-def host_bounds(f):
-    """--host-timeout and --max-output: what one host may cost, wherever hosts are probed."""
-    from kijun import probe
-
-    f = click.option("--max-output", type=ByteSize(), default=probe.DEFAULT_MAX_OUTPUT, show_default=True,
-                     help="Bytes a host may send back (e.g. 16M); more makes that host an error.")(f)
-    return click.option("--host-timeout", type=click.FloatRange(min=1), default=probe.DEFAULT_HOST_TIMEOUT,
-                        show_default=True, help="Seconds for one host's whole probe; then it is an error.")(f)
 
 
 class StopOnSignal:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from kijun.baseline import InputError
+from kijun.cli_bounds import host_bounds
 
 LANGS = click.Choice(["ja", "en"])
 CLASS_CHOICES = ("I", "II", "III", "IV")
@@ -173,12 +174,13 @@ def advisory() -> None:
 @click.option("--parallel", default=10, show_default=True)
 @click.option("--connect-timeout", default=10, show_default=True)
 @click.option("--trust-on-first-use", "tofu", is_flag=True, help="Accept unknown host keys (default: verify against known_hosts).")
+@host_bounds
 @store_option
 @key_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @lang_option
 def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, parallel, connect_timeout, tofu,
-                   store_url, key_path, fmt, lang) -> None:
+                   host_timeout, max_output, store_url, key_path, fmt, lang) -> None:
     """Apply ADVISORY_FILE to every host, verify each one and record it in the ledger.
 
     Exit 0 when every host of this roll-out is applied and verified, 1 otherwise, 2 input error.
@@ -194,7 +196,7 @@ def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, 
     with _store(store_url) as st:
         result = advisory_mod.roll_out(adv, inventory, st, signer, confirmed_by=confirmed_by, pending_only=pending_only,
                                        limit=tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
-                                       tofu=tofu, progress=progress)
+                                       tofu=tofu, progress=progress, host_timeout=host_timeout, max_output=max_output)
     for err in result.inventory_errors:
         click.echo(f"kijun: error: {err}", err=True)
     _echo_host_text(advisory_mod.render_rollout(result, fmt, lang), fmt)

@@ -64,7 +64,7 @@ def test_stale_account_locked_by_ops(root):
     assert "not locked: alice" in v.observed and "bob" not in v.observed.split("not locked:")[1]
     assert "svc" not in v.observed
     (op,) = T.operations(P, out)
-    assert "usermod -L -e 1 'alice'" in op.kwargs["commands"] and "useradd -D -f 30" in op.kwargs["commands"]
+    assert "usermod -L -e 1 -- alice" in op.kwargs["commands"] and "useradd -D -f 30" in op.kwargs["commands"]
     assert not any("kijun" in c for c in op.kwargs["commands"])
     for cmd in op.kwargs["commands"]:
         root.sh(cmd)
