@@ -235,7 +235,9 @@ def report_schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(report_schema())
+    from kijun.schema import validator
+
+    return validator(report_schema())
 
 
 def _one_line(text: str) -> str:
@@ -274,7 +276,9 @@ def report_errors(data: Any, file: str = "<report>") -> list[InputError]:
 def host_errors(host: dict[str, Any]) -> list[str]:
     """Schema problems of one host result dict (checked before it goes into the store)."""
     schema = {"$ref": "#/$defs/host", "$defs": report_schema()["$defs"]}
-    validator = jsonschema.Draft202012Validator(schema)
+    from kijun.schema import validator as schema_validator
+
+    validator = schema_validator(schema)
     return [f"{json_path(list(e.absolute_path))}: {_schema_reason(e)}" for e in validator.iter_errors(host)]
 
 
