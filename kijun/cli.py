@@ -148,6 +148,8 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     inv = inventory_mod.load(inventory, tuple(limit))
     for err in inv.errors:
         click.echo(f"kijun: error: {err}", err=True)
+    if not inv.targets:  # every host was rejected: nothing to check, and no empty run to sign
+        sys.exit(2)
     store = signer = run_id = None
     if not no_store:
         from kijun.store import Store
@@ -222,6 +224,7 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
     def progress(line):
         click.echo(f"  {line}", err=True)
 
+    _inventory_or_exit(inventory, tuple(limit))
     if rollback_id:
         outcomes = apply_mod.rollback(inventory, rollback_id, tuple(limit), parallel, tofu)
         _print_apply(outcomes, lang, fmt, dry=False)
@@ -247,6 +250,17 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
         click.echo(render.summary_line(hosts, lang), err=True)
         failed = failed or any(r.status in ("fail", "error", "unreachable") for h in hosts for r in h.results)
     sys.exit(1 if failed else 0)
+
+
+def _inventory_or_exit(path: str, limit: tuple[str, ...]) -> None:
+    """apply changes hosts: refuse the whole inventory (exit 2) while any host in it is invalid."""
+    from kijun import inventory as inventory_mod
+
+    inv = inventory_mod.load(path, limit)
+    for err in inv.errors:
+        click.echo(f"kijun: error: {err}", err=True)
+    if inv.errors:
+        sys.exit(2)
 
 
 def _print_apply(outcomes, lang, fmt, dry) -> None:
