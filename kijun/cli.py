@@ -11,6 +11,7 @@ import click
 
 from kijun import baseline as baseline_mod
 from kijun.baseline import InputError
+from kijun.inputs import store_option
 
 DEFAULT_BASELINE = "baselines/nisc-core.yaml"
 LANGS = click.Choice(["ja", "en"])
@@ -99,8 +100,6 @@ def _signer(key_path: str | None):
     return signing.load_private(path)
 
 
-store_option = click.option("--store", "store_url", default=None, envvar="KIJUN_STORE",
-                            help="Result store: a path, sqlite:///path or postgresql://… (default ~/.local/share/kijun/results.db).")
 key_option = click.option("--key", "key_path", default=None, envvar="KIJUN_SIGNING_KEY", help="Ed25519 signing key (PEM).")
 lang_option = click.option("--lang", type=LANGS, default="en", show_default=True)
 inventory_option = click.option("-i", "--inventory", required=True, type=click.Path(), help="pyinfra inventory file.")
@@ -320,13 +319,18 @@ def verify(store_url, key_path, pub_paths, files) -> None:
     from kijun import store as store_mod
 
     keys = _public_keys(pub_paths, key_path)
+    bad_input: list[InputError] = []
     if files:
-        problems = store_mod.verify_files(files, keys)
+        problems = store_mod.verify_files(files, keys, bad_input)
     else:
         with store_mod.Store(store_url) as st:
             problems = st.verify_chain(keys)
+    for e in bad_input:  # not a report at all: an input error, named with its file
+        click.echo(f"kijun: error: {e}", err=True)
     for p in problems:
         click.echo(f"kijun: tampered: {p}", err=True)
+    if bad_input:
+        sys.exit(2)
     if problems:
         sys.exit(1)
     click.echo("ok: every report is signed and the chain is unbroken")

@@ -119,3 +119,37 @@ def loads_json(text: str, file: str) -> Any:
         raise InputError(file, "", f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
     except _JSONRejected as exc:
         raise InputError(file, "", str(exc)) from None
+
+
+# --- the store URL and its password, from the operator -------------------------------------------
+
+def _refuse_password_in_argv(ctx: Any, param: Any, value: str | None) -> str | None:
+    """A password typed into --store is in `ps` and shell history: refuse it (KIJUN_STORE or a file is fine)."""
+    from kijun.store import url_has_password
+
+    # Not ctx.get_parameter_source(): click sets it only after this callback. A value equal to the
+    # environment's came from there (or is there anyway).
+    if value and url_has_password(value) and value != os.environ.get("KIJUN_STORE"):
+        raise InputError("--store", "password", "a password on the command line is visible to every user in `ps`: "
+                                                "put the URL in KIJUN_STORE, or the password in --store-password-file")
+    return value
+
+
+def _password_file(ctx: Any, param: Any, value: str | None) -> None:
+    from kijun.store import PASSWORD_FILE_ENV
+
+    if value:
+        os.environ[PASSWORD_FILE_ENV] = value  # read by kijun.store when it connects, never echoed
+
+
+def store_option(f: Any) -> Any:
+    """--store (or KIJUN_STORE) and --store-password-file (or KIJUN_STORE_PASSWORD_FILE) for a command."""
+    import click
+
+    f = click.option("--store-password-file", type=click.Path(), default=None, expose_value=False,
+                     callback=_password_file, envvar="KIJUN_STORE_PASSWORD_FILE",
+                     help="File holding the PostgreSQL store password (mode 0600).")(f)
+    return click.option("--store", "store_url", default=None, envvar="KIJUN_STORE", callback=_refuse_password_in_argv,
+                        help="Result store: a path, sqlite:///path or postgresql://… (default "
+                             "~/.local/share/kijun/results.db). No password here: use KIJUN_STORE or "
+                             "--store-password-file.")(f)

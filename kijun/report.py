@@ -283,15 +283,11 @@ def host_errors(host: dict[str, Any]) -> list[str]:
 
 
 def parse_report(text: str | bytes, file: str = "<report>") -> dict[str, Any]:
+    from kijun.inputs import decode_utf8, loads_json
+
     if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(file, "", f"not UTF-8 (byte {exc.start})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(file, "", f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
+        text = decode_utf8(text, file)
+    data = loads_json(text, file)  # no duplicate keys: what a reader sees must be what was signed
     errors = report_errors(data, file)
     if errors:
         raise errors[0]
@@ -300,12 +296,10 @@ def parse_report(text: str | bytes, file: str = "<report>") -> dict[str, Any]:
 
 def load_report(path: str | Path) -> dict[str, Any]:
     """Read and validate a report file, or raise the first problem as a one-line InputError."""
+    from kijun.inputs import read_input
+
     file = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(file, "", f"cannot read: {exc.strerror}") from None
-    return parse_report(raw, file)
+    return parse_report(read_input(file), file)
 
 
 def dumps(report: dict[str, Any]) -> str:
