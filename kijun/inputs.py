@@ -59,7 +59,8 @@ def decode_utf8(raw: bytes, file: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise InputError(file, "", f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InputError(file, "", f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {column} "
                                    "(save the file as UTF-8)", line) from None
 
 
