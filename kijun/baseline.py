@@ -51,24 +51,10 @@ MAX_DEPTH = 64  # real kijun files nest fewer than 10 levels
 MAX_INT = 2**63  # nothing kijun reads is larger; bigger ones are typos or attacks on int parsing
 
 
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader for untrusted kijun files: no anchors or aliases (no alias bombs), bounded nesting,
-    no duplicate keys (a second `expires:` must not silently win), bounded integers, finite floats,
-    no control characters in strings."""
-
-    _depth = 0
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise _Rejected("YAML anchors and aliases (&, *) are not allowed in kijun files", event.start_mark)
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise _Rejected(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when present: 5x faster
+    """SafeLoader for untrusted kijun files: no anchors or aliases (no alias bombs), bounded nesting
+    (both checked on the event stream first, see _check_events), no duplicate keys (a second `expires:`
+    must not silently win), bounded integers, finite floats, no control characters in strings."""
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -109,6 +95,20 @@ StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_y
 StrictLoader.add_constructor("tag:yaml.org,2002:str", StrictLoader.construct_yaml_str)
 
 
+def _check_events(text: str, loader: type) -> None:
+    """Refuse anchors, aliases and deep nesting before any node is built (an alias bomb never expands)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Rejected("YAML anchors and aliases (&, *) are not allowed in kijun files", event.start_mark)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _Rejected(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def _line_index(node: yaml.Node, prefix: tuple = (), index: dict | None = None,
                 marks: dict | None = None) -> dict[tuple, int]:
     """Map each path inside the document to its 1-based line, from the composed YAML node tree
@@ -147,15 +147,17 @@ def load_yaml(path: str | Path, loader: type = StrictLoader) -> tuple[Any, dict[
     marks: dict[tuple[int, int], tuple] = {}
     parser = None
     try:
+        _check_events(text, loader)
         parser = loader(text)
         node = parser.get_single_node()
         if node is not None:
             _line_index(node, (), index, marks)
         data = parser.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        if isinstance(exc, yaml.reader.ReaderError):  # str() of it spans lines
-            raise InputError(path, "", f"YAML error: unacceptable character #x{exc.character:04x}: {exc.reason}",
-                             text.count("\n", 0, exc.position) + 1) from None
+        if isinstance(exc, yaml.reader.ReaderError):  # str() of it spans lines; position is bytes in libyaml
+            char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+            raise InputError(path, "", f"YAML error: character #x{ord(char):04x} is not allowed in YAML",
+                             text.count("\n", 0, max(text.find(char), 0)) + 1) from None
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         place = json_path(marks.get((mark.line, mark.column), ())) if mark else ""

@@ -296,10 +296,10 @@ def parse_report(text: str | bytes, file: str = "<report>") -> dict[str, Any]:
 
 def load_report(path: str | Path) -> dict[str, Any]:
     """Read and validate a report file, or raise the first problem as a one-line InputError."""
-    from kijun.inputs import read_input
+    from kijun.inputs import MAX_REPORT_BYTES, read_input
 
     file = str(path)
-    return parse_report(read_input(file), file)
+    return parse_report(read_input(file, MAX_REPORT_BYTES), file)
 
 
 def dumps(report: dict[str, Any]) -> str:

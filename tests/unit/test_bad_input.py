@@ -115,9 +115,9 @@ def _fifo(tmp: Path, name: str) -> str:
     return str(tmp / name)
 
 
-def _oversized(tmp: Path, name: str) -> str:
-    with open(tmp / name, "wb") as f:  # sparse: 9 MiB by size, no disk used
-        f.truncate(9 * 1024 * 1024)
+def _oversized(tmp: Path, name: str, mib: int = 9) -> str:
+    with open(tmp / name, "wb") as f:  # sparse: big by size, no disk used
+        f.truncate(mib * 1024 * 1024)
     return str(tmp / name)
 
 
@@ -132,7 +132,7 @@ def _missing(tmp: Path, name: str) -> str:
 
 FIFO = "<root>: not a regular file (a FIFO)"
 DEVICE = "<root>: not a regular file (a character device)"
-TOO_LARGE = "<root>: file too large (9437184 bytes; the limit is 8 MiB)"
+TOO_LARGE = "<root>: file too large (9437184 bytes; the limit is 2 MiB)"
 STORE_PW = "password: a password on the command line is visible to every user in `ps`"
 GENERATED = [
     ("baselines", lambda t: _fifo(t, "b.yaml"), FIFO, None),
@@ -149,7 +149,7 @@ GENERATED = [
     ("inventories", lambda t: _missing(t, "inv.py"), "<root>: cannot read: No such file or directory", None),
     ("reports", lambda t: _fifo(t, "r.json"), FIFO, None),
     ("reports", lambda t: "/dev/zero", DEVICE, None),
-    ("reports", lambda t: _oversized(t, "r.json"), TOO_LARGE, None),
+    ("reports", lambda t: _oversized(t, "r.json", 33), "<root>: file too large (34603008 bytes; the limit is 32 MiB)", None),
     ("reports", lambda t: _empty_dir(t, "exported"), "<root>: no report files (*.json) in this directory", None),
     ("stores", lambda t: _fifo(t, "results.db"), "<root>: cannot open store: not a regular file (a FIFO)", None),
     ("stores", lambda t: "/dev/zero", "<root>: cannot open store: not a regular file (a character device)", None),
