@@ -120,7 +120,22 @@ def loads_json(text: str, file: str) -> Any:
     except json.JSONDecodeError as exc:
         raise InputError(file, "", f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
     except _JSONRejected as exc:
-        raise InputError(file, "", str(exc)) from None
+        raise InputError(file, "", str(exc), _line_of_token(text, str(exc))) from None
+
+
+def _line_of_token(text: str, reason: str) -> int | None:
+    """The line of the first number a hook refused (json gives hooks no position); None for other reasons."""
+    if reason.startswith("integer"):
+        pattern = r"\d{20,}"
+    elif reason.endswith("is not a JSON number"):
+        pattern = r"NaN|Infinity"
+    elif reason.startswith("number"):
+        pattern = r"[0-9.][eE][+-]?\d{3,}"
+    else:
+        return None
+    blanked = _STRING.sub(lambda m: '""'.ljust(len(m.group())), text)  # keep offsets, drop string contents
+    m = re.search(pattern, blanked)
+    return text.count("\n", 0, m.start()) + 1 if m else None
 
 
 # --- the store URL and its password, from the operator -------------------------------------------
