@@ -14,6 +14,7 @@ from kijun.baseline import InputError
 from kijun.inputs import store_option
 
 DEFAULT_BASELINE = "baselines/nisc-core.yaml"
+KEY_FILE_LIMIT = 64 * 1024  # PEM keys are a few hundred bytes
 LANGS = click.Choice(["ja", "en"])
 
 
@@ -94,9 +95,12 @@ def exit_for(hosts) -> None:
 def _signer(key_path: str | None):
     from kijun import signing
 
+    from kijun.inputs import read_input
+
     path = Path(key_path).expanduser() if key_path else signing.default_key_path()
     if not path.exists():
         raise InputError(str(path), "", "no signing key: run `kijun keygen` first (or pass --key, or --no-store)")
+    read_input(path, KEY_FILE_LIMIT)  # a regular, small file: a FIFO given as the key must not hang the run
     return signing.load_private(path)
 
 
@@ -302,7 +306,11 @@ def keygen(output) -> None:
 def _public_keys(pub_paths, key_path):
     from kijun import signing
 
+    from kijun.inputs import read_input
+
     paths = list(pub_paths) or [signing.public_path(Path(key_path).expanduser() if key_path else signing.default_key_path())]
+    for p in paths:
+        read_input(p, KEY_FILE_LIMIT)
     try:
         return signing.load_public_keys(paths)
     except Exception as exc:

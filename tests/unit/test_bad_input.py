@@ -208,3 +208,16 @@ def test_a_bad_inventory_stops_apply_before_any_host_is_touched(tmp_path):
         path = f"tests/data/bad/inventories/{case}"
         r = kijun(["apply", "--dry", "-i", path, "-b", MINI])
         assert_one_clear_line(r, path, expected)
+
+
+def test_a_fifo_or_device_given_as_a_key_never_blocks(tmp_path):
+    fifo = _fifo(tmp_path, "ed25519.pem.pub")
+    r = kijun(["verify", "--pub", fifo, str(BAD / "reports/wrong-schema.json")])
+    assert_one_clear_line(r, fifo, FIFO)
+    r = kijun(["check", "-i", "tests/data/bad/inventories/raises.py", "-b", MINI, "--key", "/dev/zero",
+               "--store", str(tmp_path / "results.db")])
+    assert_one_clear_line(r, "tests/data/bad/inventories/raises.py", ":4: <root>: cannot load inventory")
+    inv = tmp_path / "inv.py"
+    inv.write_text("hosts = ['192.0.2.1']\n")  # never contacted: the key is refused first
+    r = kijun(["check", "-i", str(inv), "-b", MINI, "--key", "/dev/zero", "--store", str(tmp_path / "results.db")])
+    assert_one_clear_line(r, "/dev/zero", DEVICE)
