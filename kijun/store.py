@@ -278,6 +278,17 @@ class Store:
                                      "(restore it from a backup)") from None
                 raise StoreError(f"{_redact(self.url)}: {text}") from None
 
+    def _loads(self, text: str, run_id: str, what: str) -> Any:
+        """A JSON column read back; an edited or corrupted row is one line naming the run, not a traceback."""
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError):
+            data = None
+        if not isinstance(data, dict):
+            raise StoreError(f"{self.url}: run {run_id}: stored {what} is not a JSON object (edited or corrupted; "
+                             "run `kijun verify`)")
+        return data
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
 
@@ -338,8 +349,8 @@ class Store:
             state, meta_text, started, kind = self._run_row(run_id)
             if state != RUNNING:
                 raise StoreError(f"run {run_id} is already finished")
-            meta = json.loads(meta_text)
-            hosts = [json.loads(r[0]) for r in self._q(
+            meta = self._loads(meta_text, run_id, "meta")
+            hosts = [self._loads(r[0], run_id, "host result") for r in self._q(
                 "SELECT result FROM kijun_host_results WHERE run_id = ? ORDER BY host", (run_id,))]
             report = build_report(kind, hosts, run_id=run_id, started=started, finished=finished,
                                   complete=complete, baseline=meta.get("baseline"),
@@ -390,7 +401,10 @@ class Store:
         out = []
         for run_id, k, started, finished, state, complete, sequence, summary_text, n_hosts in self._q(
                 sql + " ORDER BY sequence IS NULL, sequence, started, run_id", params):
-            summary = json.loads(summary_text) if summary_text else None
+            summary = self._loads(summary_text, run_id, "summary") if summary_text else None
+            if summary is not None and not isinstance(summary.get("by_status") if isinstance(summary, dict) else None, dict):
+                raise StoreError(f"{self.url}: run {run_id}: stored summary is malformed (edited or corrupted; "
+                                 "run `kijun verify`)")
             out.append({
                 "run_id": run_id, "kind": k, "started": started, "finished": finished, "state": state,
                 "complete": bool(complete), "sequence": sequence, "hosts": n_hosts,
@@ -400,7 +414,7 @@ class Store:
 
     def host_results(self, run_id: str) -> list[dict[str, Any]]:
         self._run_row(run_id)
-        return [json.loads(r[0]) for r in self._q(
+        return [self._loads(r[0], run_id, "host result") for r in self._q(
             "SELECT result FROM kijun_host_results WHERE run_id = ? ORDER BY host", (run_id,))]
 
     def get_report(self, run_id: str) -> dict[str, Any]:
@@ -408,7 +422,7 @@ class Store:
         if state != FINISHED:
             raise StoreError(f"run {run_id} is not finished (still running, or recover it)")
         text = self._q("SELECT report FROM kijun_runs WHERE run_id = ?", (run_id,))[0][0]
-        return json.loads(text)
+        return self._loads(text, run_id, "report")
 
     def latest(self, n: int = 2, kind: str | None = "check", complete_only: bool = True) -> list[dict[str, Any]]:
         """The last n sealed reports, newest first (so `new, old = store.latest()`)."""
@@ -421,8 +435,8 @@ class Store:
             sql += " AND complete = 1"
         sql += " ORDER BY sequence DESC LIMIT ?"
         params.append(n)
-        rows = self._q(sql, tuple(params))
-        return [json.loads(r[0]) for r in rows]
+        rows = self._q(sql.replace("SELECT report", "SELECT report, run_id"), tuple(params))
+        return [self._loads(r[0], r[1], "report") for r in rows]
 
     def head(self) -> tuple[int, str] | None:
         """(sequence, digest) of the newest sealed report: record it elsewhere to detect truncation."""
