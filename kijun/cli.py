@@ -94,7 +94,6 @@ def exit_for(hosts) -> None:
 
 def _signer(key_path: str | None):
     from kijun import signing
-
     from kijun.inputs import read_input
 
     path = Path(key_path).expanduser() if key_path else signing.default_key_path()
@@ -305,7 +304,6 @@ def keygen(output) -> None:
 
 def _public_keys(pub_paths, key_path):
     from kijun import signing
-
     from kijun.inputs import read_input
 
     paths = list(pub_paths) or [signing.public_path(Path(key_path).expanduser() if key_path else signing.default_key_path())]

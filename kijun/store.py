@@ -13,6 +13,8 @@ import os
 import re
 import socket
 import sqlite3
+import stat
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -140,9 +142,6 @@ def _password_from_file() -> str | None:
 
 def _warn_if_shared(path: str, what: str) -> None:
     """One warning line when others may read a file that holds host facts or a password."""
-    import stat
-    import sys
-
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -171,26 +170,25 @@ class Store:
 
             self._errors = (psycopg.Error,)
         elif "://" in url and not url.startswith("sqlite:///"):
-            raise StoreError(f"{url}: unsupported store URL (use a path, sqlite:///path or postgresql://...)")
+            raise StoreError(f"{_redact(url)}: unsupported store URL (use a path, sqlite:///path or postgresql://...)")
         else:
             self.dialect = SQLITE
             self._conn = self._connect_sqlite(_sqlite_path(url), timeout)
+        self._check_tables()
         try:
-            self._check_tables()
             with self._transaction():
                 for statement in _ddl(self.dialect):
                     self._q(statement)
         except StoreError as exc:
             self._conn.close()
-            text = str(exc)
-            raise StoreError(text if ": <root>: " in text or ": kijun_" in text
-                             else f"{self.url}: <root>: not a usable kijun store: {text.split(': ', 1)[-1]}") from None
+            if ": <root>: " in str(exc):  # already says where and what
+                raise
+            reason = str(exc).split(": ", 1)[-1]
+            raise StoreError(f"{self.url}: <root>: not a usable kijun store: {reason}") from None
 
     @staticmethod
     def _connect_sqlite(path: str, timeout: float) -> sqlite3.Connection:
         if path != ":memory:":
-            import stat
-
             from kijun.inputs import file_kind
 
             p = Path(path)
@@ -239,6 +237,7 @@ class Store:
             import psycopg  # type: ignore[import-not-found]
         except ImportError:
             raise StoreError("a postgresql:// store needs psycopg: pip install 'kijun[postgres]'") from None
+        password = None
         try:
             # A server or link that dies mid-query must end in an error, not a run that waits forever:
             # keepalives find a dead peer; the URL's own settings win over these defaults.
@@ -250,7 +249,7 @@ class Store:
             return psycopg.connect(url, autocommit=True, **extra)
         except psycopg.Error as exc:
             text = " ".join(str(exc).split())
-            for secret in filter(None, (urlsplit(url).password, password if "password" in locals() else None)):
+            for secret in filter(None, (urlsplit(url).password, password)):
                 text = text.replace(secret, "***")
             raise StoreError(f"{_redact(url)}: <root>: cannot open store: {_redact(text)}") from None
 
