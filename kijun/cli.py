@@ -226,7 +226,7 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
     def progress(line):
         click.echo(f"  {line}", err=True)
 
-    _inventory_or_exit(inventory, tuple(limit))
+    _refuse_invalid_hosts(inventory, tuple(limit))
     if rollback_id:
         outcomes = apply_mod.rollback(inventory, rollback_id, tuple(limit), parallel, tofu)
         _print_apply(outcomes, lang, fmt, dry=False)
@@ -254,8 +254,10 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
     sys.exit(1 if failed else 0)
 
 
-def _inventory_or_exit(path: str, limit: tuple[str, ...]) -> None:
-    """apply changes hosts: refuse the whole inventory (exit 2) while any host in it is invalid."""
+def _refuse_invalid_hosts(path: str, limit: tuple[str, ...]) -> None:
+    """apply changes hosts: any invalid host (no hosts, duplicate names, bad port or class) stops it before
+    any host is contacted, exit 2. Unlike check it cannot leave one out: pyinfra builds every host's
+    connection at start and dies on one bad port with a traceback."""
     from kijun import inventory as inventory_mod
 
     inv = inventory_mod.load(path, limit)

@@ -209,20 +209,18 @@ def test_the_worst_case_a_539_byte_alias_bomb_ends_at_once():
 
 
 def test_a_bad_inventory_stops_apply_before_any_host_is_touched(tmp_path):
-    for case, expected in (("zero-hosts.py", "<root>: no hosts"), ("non-numeric-port.py", "web-01.ssh_port: port")):
+    for case, expected in (("zero-hosts.py", "<root>: no hosts"), ("non-numeric-port.py", "web-01.ssh_port: port"),
+                           ("duplicate-names.py", "hosts: duplicate host name 'web-01'")):
         path = f"tests/data/bad/inventories/{case}"
         r = kijun(["apply", "--dry", "-i", path, "-b", MINI])
         assert_one_clear_line(r, path, expected)
 
 
-def test_a_fifo_or_device_given_as_a_key_never_blocks(tmp_path):
-    fifo = _fifo(tmp_path, "ed25519.pem.pub")
-    r = kijun(["verify", "--pub", fifo, str(BAD / "reports/wrong-schema.json")])
-    assert_one_clear_line(r, fifo, FIFO)
-    r = kijun(["check", "-i", "tests/data/bad/inventories/raises.py", "-b", MINI, "--key", "/dev/zero",
-               "--store", str(tmp_path / "results.db")])
-    assert_one_clear_line(r, "tests/data/bad/inventories/raises.py", ":4: <root>: cannot load inventory")
+def test_apply_refuses_an_inventory_with_an_invalid_host_before_contacting_any(tmp_path):
+    """pyinfra would build every host's connection and die on the bad port with a traceback."""
     inv = tmp_path / "inv.py"
-    inv.write_text("hosts = ['192.0.2.1']\n")  # never contacted: the key is refused first
-    r = kijun(["check", "-i", str(inv), "-b", MINI, "--key", "/dev/zero", "--store", str(tmp_path / "results.db")])
-    assert_one_clear_line(r, "/dev/zero", DEVICE)
+    inv.write_text("hosts = [('127.0.0.1', {'ssh_port': 1, 'kijun_name': 'closed'}), "
+                   "('127.0.0.2', {'ssh_port': 'ssh', 'kijun_name': 'bad-port'})]\n")
+    r = kijun(["apply", "--dry", "-i", str(inv), "-b", MINI, "--format", "json"])
+    assert_one_clear_line(r, str(inv), "127.0.0.2.ssh_port: port must be a whole number 1-65535 (got 'ssh')")
+    assert r.stdout == ""  # no host was worked on
