@@ -14,6 +14,7 @@ import yaml
 from kijun.controls.kinds import forbidden_character
 from kijun.model import Baseline, Control, Item, Source
 from kijun.schema import baseline_schema
+from kijun.schema import validator as schema_validator
 
 VAR_RE = re.compile(r"\$\{([a-z][a-z0-9_]*)\}")
 
@@ -39,17 +40,94 @@ def json_path(parts: list[Any] | tuple[Any, ...]) -> str:
     return out
 
 
-def _line_index(node: yaml.Node, prefix: tuple = (), index: dict | None = None) -> dict[tuple, int]:
-    """Map each path inside the document to its 1-based line, from the composed YAML node tree."""
+class _Rejected(yaml.MarkedYAMLError):
+    """Valid YAML that kijun refuses (aliases, duplicate keys, ...): the problem text is the reason."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline: terminal escapes, CR, NUL
+MAX_DEPTH = 64  # real kijun files nest fewer than 10 levels
+MAX_INT = 2**63  # nothing kijun reads is larger; bigger ones are typos or attacks on int parsing
+
+
+class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when present: 5x faster
+    """SafeLoader for untrusted kijun files: no anchors or aliases (no alias bombs), bounded nesting
+    (both checked on the event stream first, see _check_events), no duplicate keys (a second `expires:`
+    must not silently win), bounded integers, finite floats, no control characters in strings."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise _Rejected(f"duplicate key {key!r} (first at line {seen[key]})", key_node.start_mark)
+                    seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):
+        digits = re.sub(r"[^0-9a-fA-F]", "", str(node.value))
+        if len(digits) > 20:
+            raise _Rejected(f"integer too large ({len(digits)} digits)", node.start_mark)
+        value = super().construct_yaml_int(node)
+        if abs(value) >= MAX_INT:
+            raise _Rejected(f"integer too large ({value})", node.start_mark)
+        return value
+
+    def construct_yaml_float(self, node):
+        value = super().construct_yaml_float(node)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _Rejected(f"not a finite number: {node.value}", node.start_mark)
+        return value
+
+    def construct_yaml_str(self, node):
+        value = super().construct_yaml_str(node)
+        bad = _CONTROL.search(value)
+        if bad:
+            raise _Rejected(f"control character U+{ord(bad.group()):04X} in a string", node.start_mark)
+        return value
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
+StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_yaml_float)
+StrictLoader.add_constructor("tag:yaml.org,2002:str", StrictLoader.construct_yaml_str)
+
+
+def _check_events(text: str, loader: type) -> None:
+    """Refuse anchors, aliases and deep nesting before any node is built (an alias bomb never expands)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Rejected("YAML anchors and aliases (&, *) are not allowed in kijun files", event.start_mark)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _Rejected(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _line_index(node: yaml.Node, prefix: tuple = (), index: dict | None = None,
+                marks: dict | None = None) -> dict[tuple, int]:
+    """Map each path inside the document to its 1-based line, from the composed YAML node tree
+    (and, in marks, each node's (line, column) to its path, to name the place of a later error)."""
     index = {} if index is None else index
+    marks = {} if marks is None else marks
     index[prefix] = node.start_mark.line + 1
+    marks.setdefault((node.start_mark.line, node.start_mark.column), prefix)
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode):
+                raise _Rejected("a mapping key must be a plain value, not a list or mapping", k.start_mark)
             index[prefix + (k.value,)] = k.start_mark.line + 1
-            _line_index(v, prefix + (k.value,), index)
+            marks[(k.start_mark.line, k.start_mark.column)] = prefix + (k.value,)
+            _line_index(v, prefix + (k.value,), index, marks)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            _line_index(v, prefix + (i,), index)
+            _line_index(v, prefix + (i,), index, marks)
     return index
 
 
@@ -59,22 +137,41 @@ def line_of(index: dict[tuple, int], parts: tuple) -> int | None:
     return index.get(parts)
 
 
-def load_yaml(path: str | Path, loader: type = yaml.SafeLoader) -> tuple[Any, dict[tuple, int], bytes]:
-    """Parse a YAML file (loader: a SafeLoader subclass); raise InputError with the line of a syntax error."""
+def load_yaml(path: str | Path, loader: type = StrictLoader) -> tuple[Any, dict[tuple, int], bytes]:
+    """Parse a YAML file (loader: a StrictLoader subclass); raise InputError naming the line and place."""
+    from kijun.inputs import decode_utf8, read_input
+
     path = str(path)
+    raw = read_input(path)
+    text = decode_utf8(raw, path)
+    index: dict[tuple, int] = {}
+    marks: dict[tuple[int, int], tuple] = {}
+    parser = None
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(path, "", f"cannot read: {exc.strerror}") from None
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        node = yaml.compose(text, Loader=loader)
-        data = yaml.load(text, Loader=loader)  # noqa: S506 - SafeLoader or a subclass of it
+        _check_events(text, loader)
+        parser = loader(text)
+        node = parser.get_single_node()
+        if node is not None:
+            _line_index(node, (), index, marks)
+        data = parser.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
+        if isinstance(exc, yaml.reader.ReaderError):  # str() of it spans lines; position is bytes in libyaml
+            char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+            raise InputError(path, "", f"YAML error: character #x{ord(char):04x} is not allowed in YAML",
+                             text.count("\n", 0, max(text.find(char), 0)) + 1) from None
         mark = getattr(exc, "problem_mark", None)
-        reason = f"YAML syntax error: {getattr(exc, 'problem', None) or exc}"
-        raise InputError(path, "", reason, mark.line + 1 if mark else None) from None
-    return data, (_line_index(node) if node is not None else {}), raw
+        line = mark.line + 1 if mark else None
+        place = json_path(marks.get((mark.line, mark.column), ())) if mark else ""
+        if isinstance(exc, _Rejected):
+            raise InputError(path, place, exc.problem, line) from None
+        syntax = (yaml.scanner.ScannerError, yaml.parser.ParserError, yaml.composer.ComposerError)
+        reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise InputError(path, place, f"YAML {'syntax error' if isinstance(exc, syntax) else 'error'}: {reason}",
+                         line) from None
+    finally:
+        if parser is not None:
+            parser.dispose()
+    return data, index, raw
 
 
 def substitute(value: Any, variables: dict[str, Any]) -> Any:
@@ -122,7 +219,7 @@ def collect_errors(path: str, data: Any, index: dict[tuple, int]) -> list[InputE
     if errors:
         return errors
     resolved = dict(data, controls=substitute(data.get("controls"), variables))
-    validator = jsonschema.Draft202012Validator(baseline_schema())
+    validator = schema_validator(baseline_schema())
     # a bad variable is reported at the variable first, then at each place it was substituted into
     for e in sorted(validator.iter_errors(resolved), key=lambda e: (list(e.absolute_path)[:1] == ["controls"], list(map(str, e.absolute_path)))):
         parts = tuple(e.absolute_path)

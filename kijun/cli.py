@@ -12,8 +12,10 @@ import click
 from kijun import baseline as baseline_mod
 from kijun.baseline import InputError
 from kijun.cli_bounds import host_bounds
+from kijun.inputs import store_option
 
 DEFAULT_BASELINE = "baselines/nisc-core.yaml"
+KEY_FILE_LIMIT = 64 * 1024  # PEM keys are a few hundred bytes
 LANGS = click.Choice(["ja", "en"])
 
 
@@ -93,15 +95,15 @@ def exit_for(hosts) -> None:
 
 def _signer(key_path: str | None):
     from kijun import signing
+    from kijun.inputs import read_input
 
     path = Path(key_path).expanduser() if key_path else signing.default_key_path()
     if not path.exists():
         raise InputError(str(path), "", "no signing key: run `kijun keygen` first (or pass --key, or --no-store)")
+    read_input(path, KEY_FILE_LIMIT)  # a regular, small file: a FIFO given as the key must not hang the run
     return signing.load_private(path)
 
 
-store_option = click.option("--store", "store_url", default=None, envvar="KIJUN_STORE",
-                            help="Result store: a path, sqlite:///path or postgresql://… (default ~/.local/share/kijun/results.db).")
 key_option = click.option("--key", "key_path", default=None, envvar="KIJUN_SIGNING_KEY", help="Ed25519 signing key (PEM).")
 lang_option = click.option("--lang", type=LANGS, default="en", show_default=True)
 inventory_option = click.option("-i", "--inventory", required=True, type=click.Path(), help="pyinfra inventory file.")
@@ -194,6 +196,8 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
             inv.targets.remove(target)
     for err in inv.errors:
         click.echo(f"kijun: error: {err}", err=True)
+    if not inv.targets:  # every host was rejected: nothing to check, and no empty run to sign
+        sys.exit(2)
     store = signer = run_id = None
     if not no_store:
         from kijun.store import Store
@@ -341,6 +345,7 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
 
         click.echo(clean(f"  {line}"), err=True)  # may carry a host's error text
 
+    _refuse_invalid_hosts(inventory, tuple(limit))
     if rollback_id:
         outcomes = apply_mod.rollback(inventory, rollback_id, tuple(limit), parallel, tofu)
         _print_apply(outcomes, lang, fmt, dry=False)
@@ -367,6 +372,19 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
         click.echo(render.summary_line(hosts, lang), err=True)
         failed = failed or any(r.status in ("fail", "error", "unreachable") for h in hosts for r in h.results)
     sys.exit(1 if failed else 0)
+
+
+def _refuse_invalid_hosts(path: str, limit: tuple[str, ...]) -> None:
+    """apply changes hosts: any invalid host (no hosts, duplicate names, bad port or class) stops it before
+    any host is contacted, exit 2. Unlike check it cannot leave one out: pyinfra builds every host's
+    connection at start and dies on one bad port with a traceback."""
+    from kijun import inventory as inventory_mod
+
+    inv = inventory_mod.load(path, limit)
+    for err in inv.errors:
+        click.echo(f"kijun: error: {err}", err=True)
+    if inv.errors:
+        sys.exit(2)
 
 
 def _print_apply(outcomes, lang, fmt, dry) -> None:
@@ -411,8 +429,11 @@ def keygen(output) -> None:
 
 def _public_keys(pub_paths, key_path):
     from kijun import signing
+    from kijun.inputs import read_input
 
     paths = list(pub_paths) or [signing.public_path(Path(key_path).expanduser() if key_path else signing.default_key_path())]
+    for p in paths:
+        read_input(p, KEY_FILE_LIMIT)
     try:
         return signing.load_public_keys(paths)
     except Exception as exc:
@@ -430,8 +451,9 @@ def verify(store_url, key_path, pub_paths, files) -> None:
     from kijun import store as store_mod
 
     keys = _public_keys(pub_paths, key_path)
+    bad_input: list[InputError] = []
     if files:
-        problems = store_mod.verify_files(files, keys)
+        problems = store_mod.verify_files(files, keys, bad_input)
     else:
         with store_mod.Store(store_url) as st:
             damage = st.integrity_problems()
@@ -440,8 +462,12 @@ def verify(store_url, key_path, pub_paths, files) -> None:
                 click.echo(f"kijun: corrupt: {st.url}: integrity check: {'; '.join(damage[:2])}{more}", err=True)
                 sys.exit(1)
             problems = st.verify_chain(keys) + advisory_mod.verify_ledger(st, keys)
+    for e in bad_input:  # not a report at all: an input error, named with its file
+        click.echo(f"kijun: error: {e}", err=True)
     for p in problems:
         click.echo(f"kijun: tampered: {p}", err=True)
+    if bad_input:
+        sys.exit(2)
     if problems:
         sys.exit(1)
     click.echo("ok: every report is signed and the chain is unbroken"

@@ -13,12 +13,11 @@ import click
 
 from kijun.baseline import InputError
 from kijun.cli_bounds import host_bounds
+from kijun.inputs import store_option
 
 LANGS = click.Choice(["ja", "en"])
 CLASS_CHOICES = ("I", "II", "III", "IV")
 
-store_option = click.option("--store", "store_url", default=None, envvar="KIJUN_STORE",
-                            help="Result store: a path, sqlite:///path or postgresql://… (default ~/.local/share/kijun/results.db).")
 key_option = click.option("--key", "key_path", default=None, envvar="KIJUN_SIGNING_KEY", help="Ed25519 signing key (PEM).")
 lang_option = click.option("--lang", type=LANGS, default="en", show_default=True)
 baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.Path(), default=None,

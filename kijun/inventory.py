@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,18 +28,57 @@ class LoadedInventory:
     errors: list[InputError]  # per-host problems: those hosts are skipped, the others go on
 
 
+def _load_error(path: str, exc: BaseException) -> InputError:
+    """One line for whatever the inventory's own Python did: the exception and the inventory line it came from."""
+    inner = getattr(exc, "exception", None) or exc  # pyinfra wraps errors of user code in UnexpectedExternalError
+    if isinstance(inner, SyntaxError) and inner.filename == path:
+        return InputError(path, "", f"cannot load inventory: SyntaxError: {inner.msg}", inner.lineno)
+    line = None
+    tb = inner.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    if isinstance(inner, SystemExit):
+        return InputError(path, "", f"cannot load inventory: it called exit({inner.code!r})", line)
+    what = " ".join(str(inner).split())[:200]
+    return InputError(path, "", f"cannot load inventory: {type(inner).__name__}: {what}", line)
+
+
+def _duplicate_in_a_group(path: str) -> InputError | None:
+    """pyinfra keeps one of two same-named hosts of a group, silently: find them first."""
+    from pyinfra_cli.inventory import _get_groups_from_filename
+
+    for group, hosts in _get_groups_from_filename(path).items():
+        names = [h[0] if isinstance(h, tuple) else h for h in (hosts[0] if isinstance(hosts, tuple) else hosts)]
+        twice = [n for n, count in Counter(map(str, names)).items() if count > 1]
+        if twice:
+            return InputError(path, group, f"duplicate host name {twice[0]!r}: pyinfra would keep only one of them")
+    return None
+
+
 def load_pyinfra_inventory(path: str, limit: tuple[str, ...] = ()):
     from pyinfra.api import State
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    if not Path(path).is_file():
-        raise InputError(path, "", "inventory file not found")
+    from kijun.inputs import decode_utf8, read_input
+
+    decode_utf8(read_input(path), path)  # a regular, readable UTF-8 file (pyinfra would take a name as a host list)
     try:
         with ctx_state.use(State()):  # pyinfra's inventory loader expects a current state
+            duplicate = _duplicate_in_a_group(path)
             inv = make_inventory(path, cwd=os.getcwd())
-    except Exception as exc:  # the inventory is user Python: any error is input error
-        raise InputError(path, "", f"cannot load inventory: {exc}") from None
+    except KeyboardInterrupt:
+        raise
+    except InputError:
+        raise
+    except BaseException as exc:  # the inventory is user Python: any error (or exit) is input error
+        raise _load_error(path, exc) from None
+    if duplicate:
+        raise duplicate
+    if not list(inv):
+        raise InputError(path, "", "no hosts: the inventory defines none (nothing would be checked)")
     if limit:
         wanted = set(limit)
         hosts = [h for h in inv if h.name in wanted or wanted & set(h.groups) or h.data.get("kijun_name") in wanted]
@@ -59,6 +99,16 @@ def check_connection(path: str, name: str, data: dict[str, Any]) -> None:
     """For fleet runs (check -i, apply), before any connection: check and apply must reach the same
     machine, the one named (no pyinfra connectors, no destination ssh could read as an option)."""
     _raise_first(path, name, hostspec.host_problems(name, data))
+
+
+def _port(path: str, name: str, value: Any) -> int:
+    if value is None:
+        return 22
+    digits = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not (digits.isdigit() and len(digits) <= 5 and 1 <= int(digits) <= 65535):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise InputError(path, f"{name}.ssh_port", f"port must be a whole number 1-65535 (got {shown})")
+    return int(digits)
 
 
 def target_from_host(path: str, name: str, data: dict[str, Any], groups: list[str]) -> HostTarget:
@@ -82,7 +132,7 @@ def target_from_host(path: str, name: str, data: dict[str, Any], groups: list[st
         variables=dict(kvars),
         ssh={
             "hostname": str(data.get("ssh_hostname") or name),
-            "port": int(data.get("ssh_port") or 22),
+            "port": _port(path, name, data.get("ssh_port")),
             "user": data.get("ssh_user"),
             "key": data.get("ssh_key"),
             "known_hosts": data.get("ssh_known_hosts_file"),
@@ -103,5 +153,12 @@ def load(path: str, limit: tuple[str, ...] = ()) -> LoadedInventory:
             targets.append(target_from_host(path, h.name, h.data.dict(), list(h.groups)))
         except InputError as exc:
             errors.append(exc)
+    names: dict[str, list[str]] = {}
+    for h in hosts:
+        names.setdefault(str(h.data.get("kijun_name") or h.name), []).append(h.name)
+    for name, members in names.items():
+        if len(members) > 1:  # results are kept per name: one would silently replace the other
+            raise InputError(path, name, f"duplicate host name: {len(members)} hosts are called {name!r} "
+                                         f"({', '.join(members)}); give each its own name or kijun_name")
     digest = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return LoadedInventory(path, digest, targets, errors)

@@ -62,7 +62,9 @@ def _validator(item_type: str) -> Any:
     # Built once per type: jsonschema.validate() re-checks the schema itself on every call,
     # which was most of a fleet check's controller CPU (bench/RESULTS.md).
     schema = {**REGISTRY[item_type].params_schema, "additionalProperties": True}
-    return jsonschema.validators.validator_for(schema)(schema)
+    from kijun.schema import validator
+
+    return validator(schema)
 
 
 def plan_host(baseline: Baseline, target: HostTarget) -> list[PlannedControl]:

@@ -235,7 +235,9 @@ def report_schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(report_schema())
+    from kijun.schema import validator
+
+    return validator(report_schema())
 
 
 def _one_line(text: str) -> str:
@@ -274,20 +276,18 @@ def report_errors(data: Any, file: str = "<report>") -> list[InputError]:
 def host_errors(host: dict[str, Any]) -> list[str]:
     """Schema problems of one host result dict (checked before it goes into the store)."""
     schema = {"$ref": "#/$defs/host", "$defs": report_schema()["$defs"]}
-    validator = jsonschema.Draft202012Validator(schema)
+    from kijun.schema import validator as schema_validator
+
+    validator = schema_validator(schema)
     return [f"{json_path(list(e.absolute_path))}: {_schema_reason(e)}" for e in validator.iter_errors(host)]
 
 
 def parse_report(text: str | bytes, file: str = "<report>") -> dict[str, Any]:
+    from kijun.inputs import decode_utf8, loads_json
+
     if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(file, "", f"not UTF-8 (byte {exc.start})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(file, "", f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
+        text = decode_utf8(text, file)
+    data = loads_json(text, file)  # no duplicate keys: what a reader sees must be what was signed
     errors = report_errors(data, file)
     if errors:
         raise errors[0]
@@ -296,12 +296,10 @@ def parse_report(text: str | bytes, file: str = "<report>") -> dict[str, Any]:
 
 def load_report(path: str | Path) -> dict[str, Any]:
     """Read and validate a report file, or raise the first problem as a one-line InputError."""
+    from kijun.inputs import MAX_REPORT_BYTES, read_input
+
     file = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(file, "", f"cannot read: {exc.strerror}") from None
-    return parse_report(raw, file)
+    return parse_report(read_input(file, MAX_REPORT_BYTES), file)
 
 
 def dumps(report: dict[str, Any]) -> str:

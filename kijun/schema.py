@@ -6,9 +6,13 @@ The shipped file kijun/schemas/baseline.schema.json is generated from here (`kij
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from importlib import resources
 from typing import Any
+
+import jsonschema
 
 from kijun.controls import REGISTRY
 from kijun.controls.kinds import NO_CONTROL
@@ -126,3 +130,23 @@ def shipped(name: str) -> dict[str, Any]:
 
 def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+@functools.cache
+def _ecma_pattern(pattern: str) -> re.Pattern[str]:
+    # JSON Schema patterns are ECMA-262, where `$` matches only at the very end. Python's `$` also matches
+    # before a final newline, so "NISC-AC-001\n" would pass `^...-[0-9]{3}$`; `\Z` restores the standard.
+    return re.compile(re.sub(r"(?<!\\)\$(?=$|\)|\|)", r"\\Z", pattern))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Any:
+    if validator.is_type(instance, "string") and not _ecma_pattern(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+StrictValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
+def validator(schema: dict[str, Any]) -> Any:
+    """A Draft 2020-12 validator whose patterns mean what they say (no trailing newline slips through)."""
+    return StrictValidator(schema)

@@ -18,11 +18,14 @@ import os
 import re
 import socket
 import sqlite3
+import stat
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -148,7 +151,41 @@ PG_LIVENESS = {"connect_timeout": 15, "keepalives": 1, "keepalives_idle": 30, "k
 
 def _redact(url: str) -> str:
     """A store URL fit for messages: a password in postgresql://user:pw@host never reaches a log."""
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+    url = re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
+
+
+PASSWORD_FILE_ENV = "KIJUN_STORE_PASSWORD_FILE"  # set by --store-password-file too
+
+
+def url_has_password(url: str | None) -> bool:
+    return bool(url) and _redact(str(url)) != str(url)
+
+
+def _password_from_file() -> str | None:
+    """The store password from KIJUN_STORE_PASSWORD_FILE (never from the command line: `ps` shows it)."""
+    path = os.environ.get(PASSWORD_FILE_ENV)
+    if not path:
+        return None
+    from kijun.inputs import decode_utf8, read_input
+
+    try:
+        text = decode_utf8(read_input(path, limit=4096), path)
+    except InputError as exc:
+        raise StoreError(str(exc)) from None
+    _warn_if_shared(path, "password file")
+    return text.rstrip("\r\n")
+
+
+def _warn_if_shared(path: str, what: str) -> None:
+    """One warning line when others may read a file that holds host facts or a password."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) and mode & 0o077:
+        print(f"kijun: warning: {path}: <root>: {what} is readable by others (mode {stat.S_IMODE(mode):04o}): "
+              f"chmod 600 {path}", file=sys.stderr)
 
 
 def _sqlite_path(url: str) -> str:
@@ -170,31 +207,68 @@ class Store:
 
             self._errors = (psycopg.Error,)
         elif "://" in url and not url.startswith("sqlite:///"):
-            raise StoreError(f"{url}: unsupported store URL (use a path, sqlite:///path or postgresql://...)")
+            raise StoreError(f"{_redact(url)}: unsupported store URL (use a path, sqlite:///path or postgresql://...)")
         else:
             self.dialect = SQLITE
             self._conn = self._connect_sqlite(_sqlite_path(url), timeout)
-        with self._transaction():
-            for statement in _ddl(self.dialect):
-                self._q(statement)
-            for table, columns in _ADDED_COLUMNS.items():
-                self.add_columns(table, columns)
+        self._check_tables()
+        try:
+            with self._transaction():
+                for statement in _ddl(self.dialect):
+                    self._q(statement)
+                for table, columns in _ADDED_COLUMNS.items():
+                    self.add_columns(table, columns)
+        except StoreError as exc:
+            self._conn.close()
+            if ": <root>: " in str(exc):  # already says where and what
+                raise
+            reason = str(exc).split(": ", 1)[-1]
+            raise StoreError(f"{self.url}: <root>: not a usable kijun store: {reason}") from None
 
     @staticmethod
     def _connect_sqlite(path: str, timeout: float) -> sqlite3.Connection:
         if path != ":memory:":
+            from kijun.inputs import file_kind
+
             p = Path(path)
+            try:
+                mode = p.stat().st_mode
+            except FileNotFoundError:
+                mode = None
+            except OSError as exc:
+                raise StoreError(f"{path}: <root>: cannot open store: {exc.strerror}") from None
+            if mode is not None and not stat.S_ISREG(mode):  # a FIFO or device would block or never end
+                raise StoreError(f"{path}: <root>: cannot open store: not a regular file ({file_kind(mode)})")
             p.parent.mkdir(parents=True, exist_ok=True)
-            if not p.exists():  # host facts are not for everyone's eyes
+            if mode is None:  # host facts are not for everyone's eyes
                 os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
+            _warn_if_shared(path, "store")
         try:
             conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open store: {exc}") from None
+            raise StoreError(f"{path}: <root>: cannot open store: {exc}") from None
+        if tables and not any(t.startswith("kijun_") for t in tables):  # never write into another program's data
+            conn.close()
+            raise StoreError(f"{path}: <root>: not a kijun store (it holds table(s) {', '.join(sorted(tables)[:5])}): "
+                             "give the path of a kijun store or of a new file")
         return conn
+
+    def _check_tables(self) -> None:
+        """A kijun_* table of another shape (an old or foreign schema) is one clear line, not an SQL error later."""
+        if self.dialect is not SQLITE:
+            return
+        wanted = {"kijun_runs": ("run_id", "kind", "state", "owner", "updated", "meta", "sequence", "digest", "report"),
+                  "kijun_host_results": ("run_id", "host", "result")}
+        for table, columns in wanted.items():
+            have = {r[1] for r in self._q(f"PRAGMA table_info({table})")}
+            missing = [c for c in columns if c not in have]
+            if have and missing:
+                raise StoreError(f"{self.url}: {table}: not a kijun store: table {table} has no column(s) "
+                                 f"{', '.join(missing)}")
 
     @staticmethod
     def _connect_postgres(url: str) -> Any:
@@ -202,14 +276,21 @@ class Store:
             import psycopg  # type: ignore[import-not-found]
         except ImportError:
             raise StoreError("a postgresql:// store needs psycopg: pip install 'kijun[postgres]'") from None
+        password = None
         try:
             # A server or link that dies mid-query must end in an error, not a run that waits forever:
             # keepalives find a dead peer; the URL's own settings win over these defaults.
             given = psycopg.conninfo.conninfo_to_dict(url)
             extra = {k: v for k, v in PG_LIVENESS.items() if k not in given}
+            password = _password_from_file()
+            if password is not None:
+                extra["password"] = password
             return psycopg.connect(url, autocommit=True, **extra)
         except psycopg.Error as exc:
-            raise StoreError(f"{_redact(url)}: cannot open store: {' '.join(str(exc).split())}") from None
+            text = " ".join(str(exc).split())
+            for secret in filter(None, (urlsplit(url).password, password)):
+                text = text.replace(secret, "***")
+            raise StoreError(f"{_redact(url)}: <root>: cannot open store: {_redact(text)}") from None
 
     def close(self) -> None:
         self._conn.close()
@@ -229,7 +310,22 @@ class Store:
                 cursor = self._conn.execute(self.dialect.sql(sql), params)
                 return cursor.fetchall() if cursor.description else []
             except self._errors as exc:
-                raise StoreError(f"{_redact(self.url)}: {' '.join(str(exc).split())}") from None
+                text = " ".join(str(exc).split())
+                if text in ("database disk image is malformed", "file is not a database"):
+                    raise StoreError(f"{_redact(self.url)}: <root>: store is corrupted: {text} "
+                                     "(restore it from a backup)") from None
+                raise StoreError(f"{_redact(self.url)}: {text}") from None
+
+    def _loads(self, text: str, run_id: str, what: str) -> Any:
+        """A JSON column read back; an edited or corrupted row is one line naming the run, not a traceback."""
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError):
+            data = None
+        if not isinstance(data, dict):
+            raise StoreError(f"{self.url}: run {run_id}: stored {what} is not a JSON object (edited or corrupted; "
+                             "run `kijun verify`)")
+        return data
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
@@ -339,7 +435,7 @@ class Store:
             signature = self._q("SELECT signature FROM kijun_runs WHERE run_id = ?", (run_id,))[0][0]
             problem = record_problem(RUN_RECORD, _run_fields(run_id, kind, started, meta_text), signature, ours)
             if problem is None:
-                signed = self._seal(run_id, signer, ours, complete, finished, kind, started, json.loads(meta_text))
+                signed = self._seal(run_id, signer, ours, complete, finished, kind, started, self._loads(meta_text, run_id, "meta"))
             else:  # never sign what this controller did not open: set it aside (committed, then raised)
                 self._q("UPDATE kijun_runs SET state = ?, updated = ? WHERE run_id = ?", (REJECTED, utc_now(), run_id))
                 self._reject(run_id, "", f"run record {problem}", None)
@@ -458,7 +554,10 @@ class Store:
         out = []
         for run_id, k, started, finished, state, complete, sequence, summary_text, n_hosts in self._q(
                 sql + " ORDER BY sequence IS NULL, sequence, started, run_id", params):
-            summary = json.loads(summary_text) if summary_text else None
+            summary = self._loads(summary_text, run_id, "summary") if summary_text else None
+            if summary is not None and not isinstance(summary.get("by_status") if isinstance(summary, dict) else None, dict):
+                raise StoreError(f"{self.url}: run {run_id}: stored summary is malformed (edited or corrupted; "
+                                 "run `kijun verify`)")
             out.append({
                 "run_id": run_id, "kind": k, "started": started, "finished": finished, "state": state,
                 "complete": bool(complete), "sequence": sequence, "hosts": n_hosts,
@@ -468,7 +567,7 @@ class Store:
 
     def host_results(self, run_id: str) -> list[dict[str, Any]]:
         self._run_row(run_id)
-        return [json.loads(r[0]) for r in self._q(
+        return [self._loads(r[0], run_id, "host result") for r in self._q(
             "SELECT result FROM kijun_host_results WHERE run_id = ? ORDER BY host", (run_id,))]
 
     def get_report(self, run_id: str) -> dict[str, Any]:
@@ -476,7 +575,7 @@ class Store:
         if state != FINISHED:
             raise StoreError(f"run {run_id} is not finished (still running, or recover it)")
         text = self._q("SELECT report FROM kijun_runs WHERE run_id = ?", (run_id,))[0][0]
-        return json.loads(text)
+        return self._loads(text, run_id, "report")
 
     def latest(self, n: int = 2, kind: str | None = "check", complete_only: bool = True) -> list[dict[str, Any]]:
         """The last n sealed reports, newest first (so `new, old = store.latest()`)."""
@@ -489,8 +588,8 @@ class Store:
             sql += " AND complete = 1"
         sql += " ORDER BY sequence DESC LIMIT ?"
         params.append(n)
-        rows = self._q(sql, tuple(params))
-        return [json.loads(r[0]) for r in rows]
+        rows = self._q(sql.replace("SELECT report", "SELECT report, run_id"), tuple(params))
+        return [self._loads(r[0], r[1], "report") for r in rows]
 
     def head(self) -> tuple[int, str] | None:
         """(sequence, digest) of the newest sealed report: record it elsewhere to detect truncation."""
@@ -686,23 +785,32 @@ def _check_entry(e: ChainEntry, pos: int | None, by_signed_seq: dict[int, ChainE
     return problems
 
 
-def verify_files(paths: Iterable[str | Path], public_keys: PublicKeys) -> list[str]:
-    """Verify exported report files (files or directories of *.json) as one chain, naming files."""
+def verify_files(paths: Iterable[str | Path], public_keys: PublicKeys,
+                 bad_input: list[InputError] | None = None) -> list[str]:
+    """Verify exported report files (files or directories of *.json) as one chain, naming files.
+
+    Files that are no report at all (unreadable, not JSON, wrong schema) go to bad_input when it is
+    given, else into the problems; a directory without reports is such a problem too."""
     files: list[Path] = []
+    problems: list[str] = []
+    unreadable: list[InputError] = []
     for p in paths:
         p = Path(p)
         found = sorted(p.glob("*.json")) if p.is_dir() else [p]
-        if not found:  # nothing checked is not "ok"
-            raise InputError(str(p), "", "no report files (*.json) to verify")
+        if not found:
+            unreadable.append(InputError(str(p), "", "no report files (*.json) in this directory: nothing to verify"))
         files += found
-    problems: list[str] = []
     entries: list[ChainEntry] = []
     for f in files:
         try:
             report = load_report(f)
         except InputError as exc:
-            problems.append(str(exc))
+            unreadable.append(exc)
             continue
         entries.append(ChainEntry(f"{f} (run {report['run_id']})", report, None))
     entries.sort(key=lambda e: (_sequence(e.report) or 0, e.label))
+    if bad_input is None:
+        problems += [str(e) for e in unreadable]
+    else:
+        bad_input += unreadable
     return problems + check_chain(entries, public_keys)

@@ -32,21 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
-from kijun.baseline import InputError, json_path, line_of, load_yaml
+from kijun.baseline import InputError, StrictLoader, json_path, line_of, load_yaml
 from kijun.model import Baseline
 
 WAIVABLE = frozenset({"fail", "error"})
 
 
-class _NoDatesLoader(yaml.SafeLoader):
-    """SafeLoader that keeps YYYY-MM-DD as strings, so an impossible date is ours to report."""
+class _NoDatesLoader(StrictLoader):
+    """StrictLoader that keeps YYYY-MM-DD as strings, so an impossible date is ours to report."""
 
 
 _NoDatesLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in StrictLoader.yaml_implicit_resolvers.items()
 }
 
 
@@ -105,7 +104,9 @@ def schema_reason(e: jsonschema.ValidationError) -> str:
 
 
 def schema_errors(path: str, data: Any, index: dict[tuple, int], schema_name: str) -> list[InputError]:
-    validator = jsonschema.Draft202012Validator(schema(schema_name))
+    from kijun.schema import validator as schema_validator
+
+    validator = schema_validator(schema(schema_name))
     errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     return [InputError(path, json_path(_error_path(e)), schema_reason(e), line_of(index, tuple(e.absolute_path)))
             for e in errors]

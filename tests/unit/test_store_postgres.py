@@ -163,3 +163,38 @@ def test_an_updated_advisory_ledger_is_flagged(pg_url, signer, pubkeys, tmp_path
         assert not data["all_confirmed"] and len(data["tampered"]) == 1 and "host kanto-01" in data["tampered"][0]
         assert advisory.verify_ledger(s, pubkeys) == [
             "advisory EXAMPLE-2025-001: host kanto-01: ledger row signature does not match the row (edited or forged)"]
+
+
+def test_the_password_comes_from_a_file_never_from_the_command_line(pg_url, tmp_path):
+    """--store-password-file (or KIJUN_STORE_PASSWORD_FILE) authenticates; the password is never printed."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(pg_url)
+    if not parts.password:
+        pytest.skip(f"{URL_ENV} has no password to move into a file")
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", "@")))
+    pw = tmp_path / "store-password"
+    pw.write_text(parts.password + "\n")
+    pw.chmod(0o600)
+
+    def kijun(*args, **env):
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("KIJUN_", "PG"))}
+        return subprocess.run([sys.executable, "-m", "kijun.cli", *args], capture_output=True, text=True,
+                              cwd=REPO, env={**clean, **env}, timeout=120)
+
+    ok = kijun("runs", "--store", bare, "--store-password-file", str(pw))
+    assert ok.returncode == 0 and ok.stderr == "", ok.stderr
+    via_env = kijun("runs", KIJUN_STORE=bare, KIJUN_STORE_PASSWORD_FILE=str(pw))
+    assert via_env.returncode == 0, via_env.stderr
+    refused = kijun("runs", "--store", pg_url)  # the password typed on the command line
+    assert refused.returncode == 2 and "visible to every user in `ps`" in refused.stderr
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o644)
+    bad = kijun("runs", "--store", bare, "--store-password-file", str(wrong))
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[0] == f"kijun: warning: {wrong}: <root>: password file is readable by others " \
+                                         f"(mode 0644): chmod 600 {wrong}"
+    assert len(bad.stderr.splitlines()) == 2 and "cannot open store" in bad.stderr.splitlines()[1]
+    for r in (ok, via_env, refused, bad):
+        assert parts.password not in r.stdout + r.stderr and "not-the-password" not in r.stdout + r.stderr

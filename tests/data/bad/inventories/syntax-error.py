@@ -1,0 +1,3 @@
+# expect: :3: <root>: cannot load inventory: SyntaxError: '[' was never closed
+# defect: a Python syntax error
+hosts = ["web-01",
