@@ -221,9 +221,11 @@ def collect_errors(path: str, data: Any, index: dict[tuple, int]) -> list[InputE
     resolved = dict(data, controls=substitute(data.get("controls"), variables))
     validator = schema_validator(baseline_schema())
     # a bad variable is reported at the variable first, then at each place it was substituted into
-    for e in sorted(validator.iter_errors(resolved), key=lambda e: (list(e.absolute_path)[:1] == ["controls"], list(map(str, e.absolute_path)))):
-        parts = tuple(e.absolute_path)
-        errors.append(err(parts, _schema_reason(e)))
+    # and at one place a control character (the root cause) before the pattern it also breaks
+    found = [(tuple(e.absolute_path), _schema_reason(e)) for e in validator.iter_errors(resolved)]
+    for parts, reason in sorted(found, key=lambda f: (f[0][:1] == ("controls",), list(map(str, f[0])),
+                                                      "control character" not in f[1])):
+        errors.append(err(parts, reason))
     if errors:
         return errors
     seen: dict[str, int] = {}

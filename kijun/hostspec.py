@@ -58,9 +58,9 @@ def host_problems(name: str, data: dict[str, Any]) -> list[tuple[str, str]]:
     user = data.get("ssh_user")
     if user is not None and (not isinstance(user, str) or not USER.fullmatch(user)):
         problems.append(("ssh_user", f"{user!r} is not a user name (letters, digits, '_', '.', '-'; not starting with '-')"))
-    port = data.get("ssh_port")
-    if port is not None and (isinstance(port, bool) or not str(port).isdigit() or not 1 <= int(port) <= 65535):
-        problems.append(("ssh_port", f"{port!r} is not a port number (1-65535)"))
+    port_reason = port_problem(data.get("ssh_port"))
+    if port_reason:
+        problems.append(("ssh_port", port_reason))
     strict = data.get("ssh_strict_host_key_checking")
     if strict is not None and strict not in STRICT:
         problems.append(("ssh_strict_host_key_checking", f"{strict!r} is not one of {', '.join(STRICT)}"))
@@ -82,3 +82,15 @@ def variable_problems(kvars: dict[str, Any]) -> list[tuple[str, str]]:
         if bad:
             problems.append((f"kijun_vars.{name}", bad))
     return problems
+
+
+def port_problem(value: Any) -> str:
+    """Why value is no TCP port ('' when it is one, or None for the default). Length first: int() of a
+    huge digit string is slow, or refused by Python."""
+    if value is None:
+        return ""
+    digits = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if digits.isdigit() and len(digits) <= 5 and 1 <= int(digits) <= 65535:
+        return ""
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+    return f"port must be a whole number 1-65535 (got {shown})"

@@ -102,13 +102,10 @@ def check_connection(path: str, name: str, data: dict[str, Any]) -> None:
 
 
 def _port(path: str, name: str, value: Any) -> int:
-    if value is None:
-        return 22
-    digits = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
-    if not (digits.isdigit() and len(digits) <= 5 and 1 <= int(digits) <= 65535):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
-        raise InputError(path, f"{name}.ssh_port", f"port must be a whole number 1-65535 (got {shown})")
-    return int(digits)
+    reason = hostspec.port_problem(value)
+    if reason:
+        raise InputError(path, f"{name}.ssh_port", reason)
+    return 22 if value is None else int(value)
 
 
 def target_from_host(path: str, name: str, data: dict[str, Any], groups: list[str]) -> HostTarget:

@@ -218,14 +218,15 @@ def test_cli_check_refuses_hostile_host_with_exit_2_and_runs_nothing(case, tmp_p
 @pytest.mark.parametrize("case", [c for c in INVENTORY_CASES if c["case"] in ("at-local", "at-local-with-hostname", "dash-host", "ssh-port-options")],
                          ids=lambda c: c["case"])
 def test_cli_apply_dry_never_connects_to_a_rejected_host(case, tmp_path):
-    """`@local` made apply probe (and with apply, change) the controller itself while check said unreachable."""
+    """`@local` made apply probe (and with apply, change) the controller itself while check said unreachable.
+    apply refuses the whole inventory (it changes hosts): one line naming the host, exit 2, nothing run."""
     inv = write_inventory(case, tmp_path)
     base, marker = materialise(str(HOSTILE / "baselines/setting-path-quote.yaml"), tmp_path)
     r = kijun("apply", "-i", str(inv), "-b", str(base), "--dry", "--format", "json", cwd=tmp_path)
     assert "Traceback" not in r.stderr, r.stderr
-    outcome = yaml.safe_load(r.stdout)
-    assert len(outcome) == 1 and not outcome[0]["reachable"] and not outcome[0]["ops"], outcome
-    assert expected_line(case, tmp_path, inv).split(": ", 1)[1] in outcome[0]["error"]
+    assert r.returncode == 2 and r.stdout == "", r.stdout + r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"kijun: error: {expected_line(case, tmp_path, inv)}"), r.stderr
     assert no_marker(tmp_path) and not marker.exists()
 
 
