@@ -50,14 +50,18 @@ _spread_help = " One value for all hosts, a list cycled over them (a,b) or count
 @click.option("--branches", default=None, help="Branches (default honsho,kanto-branch cycled)." + _spread_help)
 @click.option("--services/--no-services", default=True, show_default=True,
               help="Update mirror, log collector, proxy, NTP and the 'internet' address on the bridge.")
+@click.option("--join", type=click.Path(path_type=Path), default=None,
+              help="State dir of a running lab whose bridge and services to share (use another --state).")
+@click.option("--name-prefix", default="sys", show_default=True, help="Host names PREFIX-01... with --join.")
 @click.option("--latency-ms", type=click.IntRange(0, 10000), default=0, help="Delay per direction (tc netem).")
 @click.option("--cache", "cache_dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
 @_state_opt
-def up_cmd(n, boot, suite, classes, orgs, branches, services, latency_ms, cache_dir, state_dir):
+def up_cmd(n, boot, suite, classes, orgs, branches, services, join, name_prefix, latency_ms, cache_dir, state_dir):
     """Start N hosts (builds the rootfs on first use). The lab number comes from env KIJUN_LAB_NET (0-9)."""
     t0 = time.monotonic()
     hosts = _guard(lab.up, n, state_dir=state_dir, latency_ms=latency_ms, cache_dir=cache_dir, log=_info,
-                   suite=suite, boot=boot, classes=classes, orgs=orgs, branches=branches, services=services)
+                   suite=suite, boot=boot, classes=classes, orgs=orgs, branches=branches, services=services,
+                   join=join, name_prefix=name_prefix)
     _info(f"lab up: {len(hosts)} hosts {hosts[0].address}..{hosts[-1].address} in {time.monotonic() - t0:.1f}s; "
           f"inventory: KIJUN_LAB_STATE={state_dir} pyinfra inventories/lab.py ...")
     svc = lab.load_state(state_dir).get("services")

@@ -108,8 +108,8 @@ class LabHost:
                 "-p", str(self.port), f"{user or self.ssh_user}@{self.address}"]
 
 
-def host_name(i: int) -> str:
-    return f"lab-{i + 1:02d}"
+def host_name(i: int, prefix: str = "lab") -> str:
+    return f"{prefix}-{i + 1:02d}"
 
 
 def host_address(i: int, subnet: str = SUBNET) -> str:
@@ -275,12 +275,13 @@ def _netem_check(netcfg: dict) -> None:
 
 def _make_hosts(n: int, state_dir: Path, rootfs: dict, netcfg: dict, spread: dict) -> list[LabHost]:
     hosts = []
+    first = netcfg.get("first_index", 0)
     for i in range(n):
-        name = host_name(i)
+        name = host_name(i, netcfg.get("name_prefix", "lab"))
         d = state_dir / "hosts" / name
         suite, boot = spread["suite"][i], spread["boot"][i]
         hosts.append(LabHost(
-            name=name, index=i, address=host_address(i, netcfg["subnet"]), netns=netcfg["netns_prefix"] + name,
+            name=name, index=i, address=host_address(first + i, netcfg["subnet"]), netns=netcfg["netns_prefix"] + name,
             veth=f"{netcfg['veth_prefix']}{i}", kijun_class=spread["class"][i], organisation=spread["org"][i],
             branch=spread["branch"][i], role=ROLES[i % len(ROLES)],
             ssh_key=str(state_dir / "id_ed25519"), known_hosts=str(state_dir / "known_hosts"),
@@ -556,12 +557,16 @@ def _inotify_release(state_dir: Path) -> None:
 
 def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, classes=None,
        cache_dir: Path | str = DEFAULT_CACHE, suite: str = "bookworm", log=None, boot: str = "none",
-       orgs=None, branches=None, net: int | None = None, services: bool = True) -> list[LabHost]:
+       orgs=None, branches=None, net: int | None = None, services: bool = True,
+       join: Path | str | None = None, name_prefix: str = "sys") -> list[LabHost]:
     """Start n lab hosts and return them once every sshd answers. On failure, tears down what it made.
 
     suite/boot: one value for all hosts, or a spread (`trixie:3,bookworm:2`, `systemd,none` cycled);
     classes/orgs/branches likewise (lists or comma-separated strings). net: lab number (default
     KIJUN_LAB_NET). services: start the lab's mirror, log collector, proxy, NTP and "internet" listeners.
+    join: the state dir of a running lab whose bridge and services this one shares (a second fleet in
+    the same lab number, e.g. systemd hosts beside chroot ones); its hosts are named NAME_PREFIX-01...
+    and numbered from address index 500; down() of the joined lab leaves the bridge to its owner.
     """
     from kijun.lab import services as lab_services
 
@@ -571,10 +576,14 @@ def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, class
         raise LabError(f"number of hosts must be between 1 and {MAX_HOSTS}, got {n}")
     if latency_ms < 0:
         raise LabError(f"latency_ms must be >= 0, got {latency_ms}")
-    try:
-        netcfg = net_config(NET if net is None else net)
-    except ValueError as e:
-        raise LabError(str(e)) from None
+    joined = None
+    if join is not None:
+        netcfg, joined = _join_config(Path(join).resolve(), state_dir, n, name_prefix)
+    else:
+        try:
+            netcfg = net_config(NET if net is None else net)
+        except ValueError as e:
+            raise LabError(str(e)) from None
     spread = host_spread(n, classes, orgs, branches, suite, boot)
     tools = ["ip", "nsenter", "unshare", "setsid", "ssh-keygen", "mount"] + (["tc"] if latency_ms else [])
     tools += ["systemd-nspawn"] if "systemd" in spread["boot"] else []
@@ -592,7 +601,7 @@ def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, class
     with _locked(state_dir):
         if load(state_dir):
             raise LabError(f"a lab is already up in {state_dir}: run `kijun lab down` first")
-        if Path(f"/sys/class/net/{bridge}").exists():
+        if joined is None and Path(f"/sys/class/net/{bridge}").exists():
             raise LabError(f"bridge {bridge} already exists (a lab with another state dir, or another "
                            f"KIJUN_LAB_NET): run its `kijun lab down`, or choose another KIJUN_LAB_NET")
         key = state_dir / "id_ed25519"
@@ -604,19 +613,26 @@ def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, class
         # Record the hosts before creating anything, so down() can clean up after a failed up().
         _save(state_dir, hosts, **extra)
         try:
-            _run(["ip", "link", "add", bridge, "type", "bridge"], f"bridge {bridge}")
-            _run(["ip", "addr", "add", netcfg["bridge_addr"], "dev", bridge], f"address on {bridge}")
-            _run(["ip", "link", "set", bridge, "up"], f"{bridge} up")
+            if joined is None:
+                _run(["ip", "link", "add", bridge, "type", "bridge"], f"bridge {bridge}")
+                _run(["ip", "addr", "add", netcfg["bridge_addr"], "dev", bridge], f"address on {bridge}")
+                _run(["ip", "link", "set", bridge, "up"], f"{bridge} up")
             if "systemd" in spread["boot"]:
                 extra["inotify"] = True
                 _save(state_dir, hosts, **extra)
                 _inotify_acquire(state_dir)
             files = {}
-            if services:
-                extra["services"] = lab_services.start(state_dir, netcfg, {k[0]: v for k, v in rootfs.items()})
-                _save(state_dir, hosts, **extra)
+            by_suite = {k[0]: v for k, v in rootfs.items()}
+            if joined is not None and joined.get("services"):
+                # the owner's services; only its record, never its pid (down() of this lab must not stop them)
+                lab_services.add_suites(Path(joined["services"]["dir"]), by_suite)
+                extra["services"] = {k: v for k, v in joined["services"].items() if k != "pid"}
+            elif joined is None and services:
+                extra["services"] = lab_services.start(state_dir, netcfg, by_suite)
+            _save(state_dir, hosts, **extra)
+            if extra.get("services"):
                 files = {s: lab_services.host_files(netcfg, s) for s in set(spread["suite"])}
-            inet = extra["services"]["internet_ip"] if services else None
+            inet = extra["services"]["internet_ip"] if extra.get("services") else None
             kh = _parallel(lambda h: _prepare(h, pubkey, latency_ms, bridge, files.get(h.suite), inet), hosts,
                            "host preparation")
             (state_dir / "known_hosts").write_text("".join(kh[h.name] for h in hosts))
@@ -625,6 +641,7 @@ def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, class
             _parallel(lambda h: _launch(h, script), hosts, "host start")
             _save(state_dir, hosts, **extra)
             _parallel(lambda h: _wait_ssh(h, _boot_timeout(h, n)), hosts, "waiting for sshd")
+            _parallel(lambda h: _wait_booted(h, _boot_timeout(h, n)), hosts, "waiting for boot")
         except BaseException:
             _save(state_dir, hosts, **extra)  # with the pids of hosts already started
             _down(state_dir)
@@ -632,6 +649,25 @@ def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, class
     if log:
         log(f"{n} lab hosts up in {time.monotonic() - t0:.1f}s (state {state_dir})")
     return hosts
+
+
+def _join_config(jdir: Path, state_dir: Path, n: int, prefix: str) -> tuple[dict, dict]:
+    """Network names for a lab sharing the bridge of the running lab in jdir."""
+    jstate = load_state(jdir)
+    if not jstate.get("hosts") or "netcfg" not in jstate or jstate["netcfg"].get("joined"):
+        raise LabError(f"no lab of its own is up in {jdir} to join (start it with `kijun lab up`)")
+    if jdir == state_dir:
+        raise LabError("a lab cannot join itself: give the joining lab another --state")
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", prefix) or prefix == "lab":
+        raise LabError(f"name prefix {prefix!r}: use 1-10 lower-case letters/digits, not 'lab'")
+    if n > 250 or len(jstate["hosts"]) > 500:
+        raise LabError("a joining lab has at most 250 hosts, beside a lab of at most 500")
+    base = jstate["netcfg"]
+    if not Path(f"/sys/class/net/{base['bridge']}").exists():
+        raise LabError(f"the lab in {jdir} has no bridge {base['bridge']}: is it up?")
+    netcfg = {**base, "owns_bridge": False, "joined": str(jdir), "first_index": 500, "name_prefix": prefix,
+              "veth_prefix": f"{base['veth_prefix']}{prefix[0]}"}
+    return netcfg, jstate
 
 
 def _boot_timeout(h: LabHost, n: int) -> float:
@@ -694,7 +730,7 @@ def _down(state_dir: Path) -> None:
             errors.append(f"umount {mp}: {res.stderr.strip()}")
     errors += lab_services.stop(state.get("services") or {})
     # the bridge recorded by this lab, never one named from the environment (it may be another lab's)
-    if netcfg and Path(f"/sys/class/net/{netcfg['bridge']}").exists():
+    if netcfg and netcfg.get("owns_bridge", True) and Path(f"/sys/class/net/{netcfg['bridge']}").exists():
         subprocess.run(["ip", "link", "del", netcfg["bridge"]], capture_output=True)
     if state.get("inotify"):
         try:
@@ -748,6 +784,7 @@ def start_host(name: str, state_dir: Path | str = DEFAULT_STATE, timeout: float 
         _launch(h, _write_init(state_dir))
         _save(state_dir, hosts, **_extra(state_dir))
         _wait_ssh(h, max(timeout, _boot_timeout(h, 1)))
+        _wait_booted(h, max(timeout, _boot_timeout(h, 1)))
         return h
 
 
@@ -766,13 +803,30 @@ def exec_in(name: str, cmd: list[str] | str, state_dir: Path | str = DEFAULT_STA
     if not _alive(h.pids.get("init")):
         raise LabError(f"{name} is not running")
     argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-    full = ["nsenter", "-t", str(h.pids["init"][0]), "-m", "-u", "-i", "-n", "-p", "-r", "-w",
-            *(["-C"] if h.boot == "systemd" else []), "--",
-            "env", "-i", f"PATH={_PATH}", "HOME=/root", "LC_ALL=C", *argv]
-    res = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(_nsenter(h, argv), input=input, capture_output=True, text=True, timeout=timeout)
     if check and res.returncode != 0:
         raise LabError(f"exec in {name} failed (rc={res.returncode}): {' '.join(argv)}: {res.stderr.strip()}")
     return res
+
+
+def _nsenter(h: LabHost, argv: list[str]) -> list[str]:
+    return ["nsenter", "-t", str(h.pids["init"][0]), "-m", "-u", "-i", "-n", "-p", "-r", "-w",
+            *(["-C"] if h.boot == "systemd" else []), "--",
+            "env", "-i", f"PATH={_PATH}", "HOME=/root", "LC_ALL=C", *argv]
+
+
+def _wait_booted(h: LabHost, timeout: float) -> None:
+    """systemd hosts: sshd answers before boot has finished; wait until systemd says it has (running
+    or degraded), so the host's services (rsyslog, cron, logind) are there when up() returns."""
+    if h.boot != "systemd":
+        return
+    try:
+        res = subprocess.run(_nsenter(h, ["systemctl", "is-system-running", "--wait"]), capture_output=True,
+                             text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{h.name}: systemd did not finish booting within {timeout:.0f}s") from None
+    if res.stdout.strip() not in ("running", "degraded"):
+        raise LabError(f"{h.name}: systemd is {res.stdout.strip() or res.stderr.strip()!r} after boot")
 
 
 def status(state_dir: Path | str = DEFAULT_STATE) -> list[dict]:

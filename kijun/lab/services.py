@@ -81,6 +81,20 @@ def _index(repo: Path, suite: str) -> None:
     (repo / "Release").write_text(rel.stdout)
 
 
+def add_suites(sd: Path, rootfs_by_suite: dict[str, Path]) -> None:
+    """Mirror tree: SUITE/ = the rootfs's offline repository, SUITE-security/ = an (empty) security repo."""
+    mirror = sd / "mirror"
+    mirror.mkdir(parents=True, exist_ok=True)
+    for suite, rootfs in rootfs_by_suite.items():
+        link = mirror / suite
+        if not link.is_symlink():
+            link.symlink_to(Path(rootfs) / REPO_DIR.lstrip("/"))
+        sec = mirror / f"{suite}-security"
+        if not sec.is_dir():
+            sec.mkdir()
+            _index(sec, suite)
+
+
 def start(state_dir: Path, netcfg: dict, rootfs_by_suite: dict[str, Path], timeout: float = 30) -> dict:
     """Create the mirror tree and the "internet" address, start the service process; return its record."""
     from kijun.lab.hosts import LabError, _starttime
@@ -89,14 +103,7 @@ def start(state_dir: Path, netcfg: dict, rootfs_by_suite: dict[str, Path], timeo
         raise LabError("apt-ftparchive not found (apt-get install apt-utils): the lab's update mirror needs it")
     sd = services_dir(state_dir)
     mirror = sd / "mirror"
-    mirror.mkdir(parents=True, exist_ok=True)
-    for suite, rootfs in rootfs_by_suite.items():
-        link = mirror / suite
-        if not link.is_symlink():
-            link.symlink_to(Path(rootfs) / REPO_DIR.lstrip("/"))
-        sec = mirror / f"{suite}-security"
-        sec.mkdir(exist_ok=True)
-        _index(sec, suite)
+    add_suites(sd, rootfs_by_suite)
     inet = internet_ip(netcfg)
     res = subprocess.run(["ip", "addr", "add", f"{inet}/32", "dev", netcfg["bridge"]], capture_output=True, text=True)
     if res.returncode != 0:
@@ -153,11 +160,11 @@ def publish_security_update(state_dir: Path | str, package: str = "rsyslog", sui
 
     if not _PKG_RE.match(package):
         raise LabError(f"publish: {package!r} is not a Debian package name")
-    mirror = services_dir(Path(state_dir).resolve()) / "mirror"
     state = load_state(state_dir)
     lab_suites = sorted({h.get("suite", "bookworm") for h in state.get("hosts", [])})
     if not state.get("services") or not lab_suites:
         raise LabError(f"publish: no lab with services in {state_dir}")
+    mirror = Path(state["services"]["dir"]) / "mirror"  # a joined lab publishes on its owner's mirror
     out = {}
     for suite in suites or lab_suites:
         if suite not in lab_suites:
