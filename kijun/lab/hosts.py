@@ -282,7 +282,7 @@ def _make_hosts(n: int, state_dir: Path, rootfs: dict, netcfg: dict, spread: dic
         suite, boot = spread["suite"][i], spread["boot"][i]
         hosts.append(LabHost(
             name=name, index=i, address=host_address(first + i, netcfg["subnet"]), netns=netcfg["netns_prefix"] + name,
-            veth=f"{netcfg['veth_prefix']}{i}", kijun_class=spread["class"][i], organisation=spread["org"][i],
+            veth=f"{netcfg['veth_prefix']}{first + i}", kijun_class=spread["class"][i], organisation=spread["org"][i],
             branch=spread["branch"][i], role=ROLES[i % len(ROLES)],
             ssh_key=str(state_dir / "id_ed25519"), known_hosts=str(state_dir / "known_hosts"),
             overlay={"lower": str(rootfs[suite, boot]), "upper": str(d / "upper"), "work": str(d / "work"),
@@ -651,6 +651,54 @@ def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, class
     return hosts
 
 
+JOIN_FIRST_INDEX, JOIN_BLOCK, JOIN_SLOTS = 1000, 250, 40  # joined labs: address indexes 1000+250*slot...
+
+
+def _write_state(state_dir: Path, d: dict) -> None:
+    tmp = _state_file(state_dir).with_suffix(".tmp")
+    tmp.write_text(json.dumps(d, indent=1))
+    os.replace(tmp, _state_file(state_dir))
+
+
+def _record_joiner(owner: Path, joiner: Path) -> int:
+    """Reserve an address block in the owner's state and return its first index. The owner's down()
+    takes joined labs down first: their hosts hang on its bridge."""
+    with _locked(owner):
+        d = load_state(owner)
+        if not d:
+            raise LabError(f"the lab in {owner} went down while joining it")
+        joined = d.get("joined_by") or {}
+        if not isinstance(joined, dict):
+            joined = {}
+        first = joined.get(str(joiner))
+        if first is None:
+            free = [JOIN_FIRST_INDEX + JOIN_BLOCK * k for k in range(JOIN_SLOTS)
+                    if JOIN_FIRST_INDEX + JOIN_BLOCK * k not in joined.values()]
+            if not free:
+                raise LabError(f"the lab in {owner} already has {JOIN_SLOTS} joined labs")
+            first = free[0]
+        d["joined_by"] = {**joined, str(joiner): first}
+        _write_state(owner, d)
+        return first
+
+
+def _forget_joiner(owner: Path, joiner: Path) -> None:
+    """Drop a joined lab's reservation; skipped while the owner is locked (it is going down itself)."""
+    try:
+        fh = open(owner / ".lock", "w")
+    except OSError:
+        return
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return
+        d = load_state(owner)
+        if isinstance(d.get("joined_by"), dict) and str(joiner) in d["joined_by"]:
+            del d["joined_by"][str(joiner)]
+            _write_state(owner, d)
+
+
 def _join_config(jdir: Path, state_dir: Path, n: int, prefix: str) -> tuple[dict, dict]:
     """Network names for a lab sharing the bridge of the running lab in jdir."""
     jstate = load_state(jdir)
@@ -660,13 +708,16 @@ def _join_config(jdir: Path, state_dir: Path, n: int, prefix: str) -> tuple[dict
         raise LabError("a lab cannot join itself: give the joining lab another --state")
     if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", prefix) or prefix == "lab":
         raise LabError(f"name prefix {prefix!r}: use 1-10 lower-case letters/digits, not 'lab'")
-    if n > 250 or len(jstate["hosts"]) > 500:
-        raise LabError("a joining lab has at most 250 hosts, beside a lab of at most 500")
+    if n > JOIN_BLOCK:
+        raise LabError(f"a joining lab has at most {JOIN_BLOCK} hosts")
     base = jstate["netcfg"]
     if not Path(f"/sys/class/net/{base['bridge']}").exists():
         raise LabError(f"the lab in {jdir} has no bridge {base['bridge']}: is it up?")
-    netcfg = {**base, "owns_bridge": False, "joined": str(jdir), "first_index": 500, "name_prefix": prefix,
-              "veth_prefix": f"{base['veth_prefix']}{prefix[0]}"}
+    names = {h["name"] for h in jstate["hosts"]}
+    if any(x.startswith(prefix + "-") for x in names):
+        raise LabError(f"name prefix {prefix!r} is taken by the lab in {jdir}")
+    first = _record_joiner(jdir, state_dir)
+    netcfg = {**base, "owns_bridge": False, "joined": str(jdir), "first_index": first, "name_prefix": prefix}
     return netcfg, jstate
 
 
@@ -715,9 +766,14 @@ def _down(state_dir: Path) -> None:
     from kijun.lab import services as lab_services
 
     state = load_state(state_dir)
+    errors = []
+    for joiner in state.get("joined_by") or {}:
+        try:
+            down(joiner)
+        except LabError as e:
+            errors.append(f"joined lab {joiner}: {e}")
     hosts = load(state_dir)
     netcfg = lab_net(state)
-    errors = []
     if hosts:
         try:
             _parallel(_teardown, hosts, "teardown")
@@ -739,6 +795,8 @@ def _down(state_dir: Path) -> None:
             errors.append(str(e))
     if errors:
         raise LabError("lab down incomplete: " + "; ".join(errors))
+    if netcfg and netcfg.get("joined"):
+        _forget_joiner(Path(netcfg["joined"]), state_dir)
     shutil.rmtree(state_dir / "hosts", ignore_errors=True)
     shutil.rmtree(state_dir / "services", ignore_errors=True)
     for f in ("hosts.json", "known_hosts", "init.sh", "ssh_config"):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import lab_flavour
 from kijun.lab import down, exec_in, load, start_host, status, stop_host, up
 
 pytestmark = pytest.mark.integration
@@ -170,5 +171,5 @@ def test_down_leaves_nothing_and_up_again(lab, leftovers):
     assert time.monotonic() - t0 < 30
     assert leftovers(lab.state_dir, pids) == []
     assert not (lab.state_dir / "hosts").exists()
-    lab.hosts[:] = up(n, state_dir=lab.state_dir)
+    lab.hosts[:] = up(n, state_dir=lab.state_dir, **lab_flavour())
     assert ssh(lab.hosts[0], "hostname").stdout.strip() == lab.hosts[0].name
