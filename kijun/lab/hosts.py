@@ -441,7 +441,9 @@ def _launch_nspawn(h: LabHost) -> None:
     # the inner sh is a background job, not a group leader: setsid does not fork, so $! stays nspawn's pid
     res = _run(["sh", "-c", '"$@" </dev/null >>"$L" 2>&1 & echo $!', "sh",
                 "sh", "-c", f'{enter}exec "$@"', "sh", "setsid", *nspawn], f"start of {h.name}",
-               env={"L": str(log), "PATH": _PATH, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"})
+               env={"L": str(log), "PATH": _PATH, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1",
+                    # own network namespace: its net.* sysctls are the host's own and must be writable
+                    "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"})
     pid = int(res.stdout.strip())
     h.pids = {"nspawn": [pid, _starttime(pid)]}
     deadline = time.monotonic() + 60

@@ -78,6 +78,16 @@ def test_hosts_boot_systemd_with_journald_logind_and_timers(systemd_lab):
                                            state_dir=systemd_lab.state_dir).stdout
 
 
+def test_net_sysctls_are_the_hosts_own_and_kernel_ones_read_only(systemd_lab):
+    vm_before = Path("/proc/sys/kernel/kptr_restrict").read_text()
+    for h in systemd_lab.hosts:
+        r = ssh(h, "sysctl -w net.ipv4.conf.all.accept_redirects=1 && sysctl -w net.ipv4.conf.all.accept_redirects=0"
+                   " && sysctl -n net.ipv4.conf.all.accept_redirects")
+        assert r.returncode == 0 and r.stdout.strip().endswith("0"), r.stderr  # a baseline can set them
+        assert ssh(h, "sysctl -w kernel.kptr_restrict=2").returncode != 0  # would change the VM itself
+    assert Path("/proc/sys/kernel/kptr_restrict").read_text() == vm_before
+
+
 def test_inventory_carries_suite_and_boot(systemd_lab):
     code = ("import json, runpy; ns = runpy.run_path('inventories/lab.py'); "
             "print(json.dumps({h[1]['kijun_name']: [h[1]['kijun_lab_suite'], h[1]['kijun_lab_boot'], h[1]['kijun_vars']]"
