@@ -568,7 +568,7 @@ def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, class
     KIJUN_LAB_NET). services: start the lab's mirror, log collector, proxy, NTP and "internet" listeners.
     join: the state dir of a running lab whose bridge and services this one shares (a second fleet in
     the same lab number, e.g. systemd hosts beside chroot ones); its hosts are named NAME_PREFIX-01...
-    and numbered from address index 500; down() of the joined lab leaves the bridge to its owner.
+    in an address block of their own (index 1000 + 250k); its down() leaves the bridge to the owner.
     """
     from kijun.lab import services as lab_services
 
