@@ -30,6 +30,8 @@ BASE_PACKAGES = [
 REPO_PACKAGES = [
     "aide", "aide-common", "clamav", "clamav-freshclam", "unattended-upgrades", "libpam-pwquality",
     "chrony", "auditd", "rsyslog", "apparmor", "logwatch",
+    # nisc-core's time_sync prefers systemd-timesyncd (any_of: [systemd-timesyncd, chrony, ntpsec])
+    "systemd-timesyncd",
     # "forbidden" packages, used to plant drift
     "tcpdump", "nmap", "transmission-cli",
 ]
@@ -47,8 +49,11 @@ SYSTEMD_PACKAGES = ["systemd", "systemd-sysv", "dbus", "libpam-systemd"]
 _HOOK = r"""set -eu
 R="$1"; shift
 mkdir -p "$R{repo}/partial"
-chroot "$R" apt-get -q -o APT::Install-Recommends=true -o Dir::Cache::archives={repo}/ \
-    install --download-only -y "$@" >&2
+# one package at a time: alternatives that conflict (chrony, systemd-timesyncd) cannot be resolved together
+for p in "$@"; do
+  chroot "$R" apt-get -q -o APT::Install-Recommends=true -o Dir::Cache::archives={repo}/ \
+      install --download-only -y "$p" >&2
+done
 # the listed packages themselves, even those already installed in the base (e.g. rsyslog)
 chroot "$R" sh -c 'cd {repo} && apt-get -q download "$@"' sh "$@" >&2
 rm -rf "$R{repo}/partial" "$R{repo}/lock"
