@@ -102,6 +102,7 @@ def collect(path: str) -> tuple[Advisory | None, list[InputError]]:
         return None, [InputError(e.file, f"advisory.{e.path}" if e.path else "advisory", e.reason, e.line)
                       for e in base_errors]
     base = baseline_mod._build(path, doc, sub_index, raw)
+    base.ignore_foreign_variables = True
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
     return Advisory(adv["id"], adv["title"], adv["issued"], adv["deadline"], adv["source"], base, path, digest), []
 

@@ -63,6 +63,9 @@ class Baseline:
     controls: list[Control]
     path: str = ""
     digest: str = ""  # sha256 of the file bytes
+    # An advisory rolls out over the organisation's inventory, whose kijun_vars belong to its baseline:
+    # variables the advisory does not declare are ignored there instead of rejected as typos.
+    ignore_foreign_variables: bool = False
 
     def control(self, control_id: str) -> Control:
         for c in self.controls:

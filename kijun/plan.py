@@ -34,6 +34,8 @@ def host_variables(baseline: Baseline, target: HostTarget) -> dict[str, Any]:
     variables = dict(baseline.variables)
     variables.update(baseline.class_variables.get(target.importance_class, {}))
     for name, value in target.variables.items():
+        if name not in baseline.variables and baseline.ignore_foreign_variables:
+            continue
         if name not in baseline.variables:
             raise InputError(f"inventory:{target.name}", f"kijun_vars.{name}", f"unknown variable for baseline {baseline.id}")
         variables[name] = value

@@ -18,27 +18,50 @@ import dataclasses
 import fcntl
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
-from kijun.lab.rootfs import DEFAULT_CACHE, build_rootfs, mounts_under
+from kijun.lab.rootfs import BOOT_FLAVOURS, DEFAULT_CACHE, SUITES, build_rootfs, mounts_under
 
 DEFAULT_STATE = Path(os.environ.get("KIJUN_LAB_STATE", "/var/lib/kijun/lab"))
+
+
+def net_config(net: int) -> dict:
+    """Names and addresses of lab number `net` (0-9): each lab has its own bridge, range and prefixes."""
+    if not 0 <= net <= 9:
+        raise ValueError(f"lab number (KIJUN_LAB_NET) must be 0-9, got {net}")
+    return {"net": net, "bridge": f"kijunbr{net}", "subnet": f"10.{77 + net}",
+            "bridge_addr": f"10.{77 + net}.0.1/16",
+            "netns_prefix": "kijun-" if net == 0 else f"kijun{net}-",
+            "veth_prefix": "kjv" if net == 0 else f"kj{net}v",  # VM-side veth names (15-char limit)
+            "cgroup": f"kijun-lab{net}"}
+
+
 # KIJUN_LAB_NET=N (0-9) runs a second, separate lab beside the first (e.g. a benchmark beside tests).
+# Only `up` reads it: every later command takes the lab's names from its state file.
 NET = int(os.environ.get("KIJUN_LAB_NET", "0"))
-BRIDGE = f"kijunbr{NET}"
-SUBNET = f"10.{77 + NET}"
-BRIDGE_ADDR = f"{SUBNET}.0.1/16"
-NETNS_PREFIX = "kijun-" if NET == 0 else f"kijun{NET}-"
-VETH_PREFIX = "kjv" if NET == 0 else f"kj{NET}v"  # VM-side veth names: kjv0... (15-char limit on names)
+_NETCFG = net_config(NET)
+BRIDGE = _NETCFG["bridge"]
+SUBNET = _NETCFG["subnet"]
+BRIDGE_ADDR = _NETCFG["bridge_addr"]
+NETNS_PREFIX = _NETCFG["netns_prefix"]
+VETH_PREFIX = _NETCFG["veth_prefix"]
 CLASSES = ("I", "II", "III", "IV")
 ROLES = ("web", "db", "file")
 ORGANISATION = "lab-ministry"
+BRANCHES = ("honsho", "kanto-branch")
 MAX_HOSTS = 1000
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# Where the lab counts the labs that raised fs.inotify.max_user_instances (shared by all labs).
+INOTIFY_STATE = Path("/run/kijun-lab/inotify.json")
+INOTIFY_MIN = 8192
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -62,7 +85,10 @@ class LabHost:
     overlay: dict
     port: int = 22
     ssh_user: str = "root"
-    pids: dict = dataclasses.field(default_factory=dict)  # {"unshare": [pid, starttime], "init": [...]}
+    pids: dict = dataclasses.field(default_factory=dict)  # {"unshare"|"nspawn": [pid, starttime], "init": [...]}
+    suite: str = "bookworm"
+    boot: str = "none"  # "none": sshd under tini; "systemd": booted by systemd-nspawn
+    cgroup: str = ""    # systemd hosts: relative cgroup path of its own (in the unified and name=systemd trees)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -82,12 +108,41 @@ class LabHost:
                 "-p", str(self.port), f"{user or self.ssh_user}@{self.address}"]
 
 
-def host_name(i: int) -> str:
-    return f"lab-{i + 1:02d}"
+def host_name(i: int, prefix: str = "lab") -> str:
+    return f"{prefix}-{i + 1:02d}"
 
 
-def host_address(i: int) -> str:
-    return f"{SUBNET}.{i // 250}.{i % 250 + 2}"
+def host_address(i: int, subnet: str = SUBNET) -> str:
+    return f"{subnet}.{i // 250}.{i % 250 + 2}"
+
+
+def parse_spread(spec, n: int, allowed, what: str) -> list[str]:
+    """Per-host values from `a` (all hosts), `a,b` (cycled) or `a:3,b:2` (counts summing to n)."""
+    if spec is None:
+        return []
+    items = [x.strip() for x in (spec.split(",") if isinstance(spec, str) else spec) if x.strip()]
+    if not items:
+        raise LabError(f"{what}: empty list")
+    out, counted = [], [":" in x for x in items]
+    if any(counted) and not all(counted):
+        raise LabError(f"{what} {spec!r}: give a count for every value (a:3,b:2) or for none")
+    for x in items:
+        v, _, c = x.partition(":")
+        if allowed is not None and v not in allowed:
+            raise LabError(f"{what}: unknown value {v!r} (use {', '.join(allowed)})")
+        if allowed is None and not _NAME_RE.match(v):
+            raise LabError(f"{what}: {v!r} is not a plain name (letters, digits, . _ -)")
+        if c:
+            if not c.isdigit() or int(c) < 1:
+                raise LabError(f"{what}: count in {x!r} must be a positive number")
+            out += [v] * int(c)
+        else:
+            out.append(v)
+    if all(counted):
+        if len(out) != n:
+            raise LabError(f"{what} {spec!r} counts {len(out)} hosts, but {n} were asked for")
+        return out
+    return [out[i % len(out)] for i in range(n)]
 
 
 # Runs as pid 1 of the host's new namespaces, with the VM's /bin/sh, until it execs tini from the
@@ -179,16 +234,34 @@ def load(state_dir: Path | str = DEFAULT_STATE) -> list[LabHost]:
     return [LabHost.from_dict(d) for d in json.loads(f.read_text())["hosts"]]
 
 
+def load_state(state_dir: Path | str = DEFAULT_STATE) -> dict:
+    """The whole state file ({} when no lab is recorded there)."""
+    f = _state_file(Path(state_dir))
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def lab_net(state: dict) -> dict | None:
+    """The recorded lab's network names; older state files recorded only the bridge."""
+    if "netcfg" in state:
+        return state["netcfg"]
+    if "bridge" in state:
+        m = re.fullmatch(r"kijunbr(\d)", state["bridge"])
+        return net_config(int(m.group(1))) if m else {"bridge": state["bridge"]}
+    return None
+
+
 def _save(state_dir: Path, hosts: list[LabHost], **extra) -> None:
     f = _state_file(state_dir)
     tmp = f.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"bridge": BRIDGE, "hosts": [h.to_dict() for h in hosts], **extra}, indent=1))
+    netcfg = extra.pop("netcfg")
+    tmp.write_text(json.dumps({"bridge": netcfg["bridge"], "netcfg": netcfg, "hosts": [h.to_dict() for h in hosts],
+                               **extra}, indent=1))
     os.replace(tmp, f)
 
 
-def _netem_check() -> None:
+def _netem_check(netcfg: dict) -> None:
     """Raise a clear error when the kernel cannot delay packets (sch_netem missing)."""
-    probe = f"{VETH_PREFIX}netem"
+    probe = f"{netcfg['veth_prefix']}netem"
     _run(["ip", "link", "add", probe, "type", "veth", "peer", "name", f"{probe}1"], "creating a link to test netem")
     try:
         res = subprocess.run(["tc", "qdisc", "add", "dev", probe, "root", "netem", "delay", "1ms"],
@@ -200,26 +273,35 @@ def _netem_check() -> None:
                        f"(CONFIG_NET_SCH_NETEM): tc said: {res.stderr.strip()}")
 
 
-def _make_hosts(n: int, state_dir: Path, rootfs: Path, classes) -> list[LabHost]:
-    classes = list(classes or CLASSES)
-    bad = [c for c in classes if c not in CLASSES]
-    if bad:
-        raise LabError(f"unknown importance classes {bad}: use {list(CLASSES)}")
+def _make_hosts(n: int, state_dir: Path, rootfs: dict, netcfg: dict, spread: dict) -> list[LabHost]:
     hosts = []
+    first = netcfg.get("first_index", 0)
     for i in range(n):
-        name = host_name(i)
+        name = host_name(i, netcfg.get("name_prefix", "lab"))
         d = state_dir / "hosts" / name
+        suite, boot = spread["suite"][i], spread["boot"][i]
         hosts.append(LabHost(
-            name=name, index=i, address=host_address(i), netns=NETNS_PREFIX + name, veth=f"{VETH_PREFIX}{i}",
-            kijun_class=classes[i % len(classes)], organisation=ORGANISATION,
-            branch="honsho" if i % 2 == 0 else "kanto-branch", role=ROLES[i % len(ROLES)],
+            name=name, index=i, address=host_address(first + i, netcfg["subnet"]), netns=netcfg["netns_prefix"] + name,
+            veth=f"{netcfg['veth_prefix']}{first + i}", kijun_class=spread["class"][i], organisation=spread["org"][i],
+            branch=spread["branch"][i], role=ROLES[i % len(ROLES)],
             ssh_key=str(state_dir / "id_ed25519"), known_hosts=str(state_dir / "known_hosts"),
-            overlay={"lower": str(rootfs), "upper": str(d / "upper"), "work": str(d / "work"),
-                     "merged": str(d / "merged")}))
+            overlay={"lower": str(rootfs[suite, boot]), "upper": str(d / "upper"), "work": str(d / "work"),
+                     "merged": str(d / "merged")},
+            suite=suite, boot=boot, ssh_user="kijun", cgroup=f"{netcfg['cgroup']}/{name}" if boot == "systemd" else ""))
     return hosts
 
 
-def _prepare(h: LabHost, pubkey: str, latency_ms: int) -> str:
+def host_spread(n: int, classes=None, orgs=None, branches=None, suites=None, boots=None) -> dict:
+    """Per-host class, organisation, branch, suite and boot flavour (each a list of n values)."""
+    return {"class": parse_spread(classes, n, CLASSES, "classes") or [CLASSES[i % 4] for i in range(n)],
+            "org": parse_spread(orgs, n, None, "organisations") or [ORGANISATION] * n,
+            "branch": parse_spread(branches, n, None, "branches") or [BRANCHES[i % 2] for i in range(n)],
+            "suite": parse_spread(suites, n, SUITES, "suite") or ["bookworm"] * n,
+            "boot": parse_spread(boots, n, BOOT_FLAVOURS, "boot") or ["none"] * n}
+
+
+def _prepare(h: LabHost, pubkey: str, latency_ms: int, bridge: str, extra_files: dict | None = None,
+             internet: str | None = None) -> str:
     """Overlay + per-host files + network namespace. Returns the host's known_hosts lines."""
     ov = h.overlay
     for k in ("upper", "work", "merged"):
@@ -230,6 +312,13 @@ def _prepare(h: LabHost, pubkey: str, latency_ms: int) -> str:
     m = Path(ov["merged"])
     (m / "etc/hostname").write_text(h.name + "\n")
     (m / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n{h.address}\t{h.name}\n")
+    mid = m / "etc/machine-id"
+    if h.boot == "systemd" and (not mid.exists() or mid.read_text().strip() in ("", "uninitialized")):
+        # its own, persistent machine id (journal directories, D-Bus), kept across stop/start
+        mid.write_text(uuid.uuid4().hex + "\n")
+    for rel, content in (extra_files or {}).items():
+        (m / rel).parent.mkdir(parents=True, exist_ok=True)
+        (m / rel).write_text(content)
     # Host keys of its own per host. ed25519 + ecdsa only: RSA keygen costs ~0.7 s CPU per host.
     keys = []
     for t in ("ed25519", "ecdsa"):
@@ -249,10 +338,12 @@ def _prepare(h: LabHost, pubkey: str, latency_ms: int) -> str:
     _run(["ip", "netns", "add", h.netns], f"netns for {h.name}")
     _run(["ip", "link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "netns", h.netns],
          f"veth for {h.name}")
-    _run(["ip", "link", "set", h.veth, "master", BRIDGE, "up"], f"veth {h.veth} into {BRIDGE}")
+    _run(["ip", "link", "set", h.veth, "master", bridge, "up"], f"veth {h.veth} into {bridge}")
     _run(ns + ["addr", "add", f"{h.address}/16", "dev", "eth0"], f"address for {h.name}")
     _run(ns + ["link", "set", "eth0", "up"], f"eth0 up in {h.netns}")
     _run(ns + ["link", "set", "lo", "up"], f"lo up in {h.netns}")
+    if internet:  # one on-link route to the lab's stand-in for the internet; still no default route
+        _run(ns + ["route", "add", f"{internet}/32", "dev", "eth0"], f"route to {internet} in {h.netns}")
     if latency_ms > 0:  # both directions, so RTT = 2 * latency_ms
         _run(["tc", "qdisc", "add", "dev", h.veth, "root", "netem", "delay", f"{latency_ms}ms"], "tc netem")
         _run(["tc", "-n", h.netns, "qdisc", "add", "dev", "eth0", "root", "netem", "delay", f"{latency_ms}ms"],
@@ -279,6 +370,96 @@ def _write_init(state_dir: Path) -> Path:
 
 
 def _launch(h: LabHost, script: Path) -> None:
+    if h.boot == "systemd":
+        _launch_nspawn(h)
+    else:
+        _launch_chroot(h, script)
+
+
+def _cgroup_dirs(h: LabHost) -> list[Path]:
+    """The host's own cgroup in the unified (cgroup2) tree and in the name=systemd tree, if mounted."""
+    roots = []
+    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup"):
+        r = Path(root)
+        if (r / "cgroup.procs").exists() and r not in roots:
+            roots.append(r)
+    return [r / h.cgroup for r in roots] if h.cgroup else []
+
+
+def _remove_cgroup(h: LabHost) -> None:
+    """rmdir the host's cgroups, deepest first (the guest's systemd creates its own below them)."""
+    for top in _cgroup_dirs(h):
+        if not top.is_dir():
+            continue
+        subs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+        for d in subs + [top]:
+            for _ in range(50):  # the kernel frees a cgroup shortly after its last process dies
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            top.parent.rmdir()  # the lab's parent cgroup, once its last host is gone
+
+
+def _nspawn_init(nspawn_pid: int) -> int | None:
+    """pid (in the VM) of the container's pid 1: a descendant of nspawn that is pid 1 in its namespace."""
+    todo = [nspawn_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        for k in map(int, kids):
+            try:
+                nspid = next(l for l in Path(f"/proc/{k}/status").read_text().splitlines() if l.startswith("NSpid:"))
+            except (OSError, StopIteration):
+                continue
+            if nspid.split()[-1] == "1" and len(nspid.split()) > 2:
+                return k
+            todo.append(k)
+    return None
+
+
+def _launch_nspawn(h: LabHost) -> None:
+    """Boot the host with systemd-nspawn in its network namespace and a cgroup of its own (guest
+    systemds sharing one cgroup break each other's units: status=219/CGROUP)."""
+    log = Path(h.overlay["merged"]).parent / "console.log"
+    dirs = _cgroup_dirs(h)
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    # enter the cgroups first, then exec nspawn: everything it starts stays below them
+    enter = "".join(f'echo $$ > {shlex.quote(str(d / "cgroup.procs"))}; ' for d in dirs)
+    nspawn = ["systemd-nspawn", "--quiet", "--boot", f"--directory={h.overlay['merged']}",
+              f"--machine={h.netns}", f"--hostname={h.name}", f"--network-namespace-path=/run/netns/{h.netns}",
+              "--register=no", "--keep-unit", "--link-journal=no", "--resolv-conf=off", "--timezone=off",
+              "--console=read-only", "--capability=CAP_NET_ADMIN"]
+    # the inner sh is a background job, not a group leader: setsid does not fork, so $! stays nspawn's pid
+    res = _run(["sh", "-c", '"$@" </dev/null >>"$L" 2>&1 & echo $!', "sh",
+                "sh", "-c", f'{enter}exec "$@"', "sh", "setsid", *nspawn], f"start of {h.name}",
+               env={"L": str(log), "PATH": _PATH, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1",
+                    # own network namespace: its net.* sysctls are the host's own and must be writable
+                    "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"})
+    pid = int(res.stdout.strip())
+    h.pids = {"nspawn": [pid, _starttime(pid)]}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        init = _nspawn_init(pid)
+        if init:
+            h.pids["init"] = [init, _starttime(init)]
+            return
+        if not _alive(h.pids["nspawn"]):
+            break
+        time.sleep(0.05)
+    tail = log.read_text().strip().splitlines()[-3:] if log.exists() else []
+    raise LabError(f"start of {h.name} failed: systemd-nspawn started no init: {' | '.join(tail)}")
+
+
+def _launch_chroot(h: LabHost, script: Path) -> None:
     """Start the host's init detached (setsid, reparented to the VM's init) and record its pids."""
     log = Path(h.overlay["merged"]).parent / "console.log"
     cmd = ["setsid", "nsenter", f"--net=/run/netns/{h.netns}", "unshare", "--mount", "--pid", "--uts",
@@ -342,47 +523,129 @@ def _parallel(fn, items, what: str):
     return results
 
 
+def _inotify_acquire(state_dir: Path) -> None:
+    """Raise fs.inotify.max_user_instances while systemd hosts run (every guest systemd is uid 0 and
+    takes several instances; 128 allows only a few hosts). Shared by all labs: the first raises it and
+    records the old value, the last one down restores it."""
+    INOTIFY_STATE.parent.mkdir(parents=True, exist_ok=True)
+    with open(INOTIFY_STATE.parent / ".inotify.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        rec = json.loads(INOTIFY_STATE.read_text()) if INOTIFY_STATE.exists() else {}
+        cur = int(_run(["sysctl", "-n", "fs.inotify.max_user_instances"]).stdout)
+        if not rec.get("users"):
+            rec = {"original": cur, "users": []}
+        if str(state_dir) not in rec["users"]:
+            rec["users"].append(str(state_dir))
+        if cur < INOTIFY_MIN:
+            _run(["sysctl", "-q", "-w", f"fs.inotify.max_user_instances={INOTIFY_MIN}"], "raising inotify instances")
+        INOTIFY_STATE.write_text(json.dumps(rec))
+
+
+def _inotify_release(state_dir: Path) -> None:
+    if not INOTIFY_STATE.exists():
+        return
+    with open(INOTIFY_STATE.parent / ".inotify.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        rec = json.loads(INOTIFY_STATE.read_text())
+        # labs that vanished without `down` (state file gone) no longer count
+        users = [u for u in rec.get("users", []) if u != str(state_dir) and _state_file(Path(u)).exists()]
+        if users:
+            INOTIFY_STATE.write_text(json.dumps({**rec, "users": users}))
+            return
+        _run(["sysctl", "-q", "-w", f"fs.inotify.max_user_instances={int(rec['original'])}"],
+             "restoring inotify instances")
+        INOTIFY_STATE.unlink()
+
+
 def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, classes=None,
-       cache_dir: Path | str = DEFAULT_CACHE, suite: str = "bookworm", log=None) -> list[LabHost]:
-    """Start n lab hosts and return them once every sshd answers. On failure, tears down what it made."""
+       cache_dir: Path | str = DEFAULT_CACHE, suite: str = "bookworm", log=None, boot: str = "none",
+       orgs=None, branches=None, net: int | None = None, services: bool = True,
+       join: Path | str | None = None, name_prefix: str = "sys") -> list[LabHost]:
+    """Start n lab hosts and return them once every sshd answers. On failure, tears down what it made.
+
+    suite/boot: one value for all hosts, or a spread (`trixie:3,bookworm:2`, `systemd,none` cycled);
+    classes/orgs/branches likewise (lists or comma-separated strings). net: lab number (default
+    KIJUN_LAB_NET). services: start the lab's mirror, log collector, proxy, NTP and "internet" listeners.
+    join: the state dir of a running lab whose bridge and services this one shares (a second fleet in
+    the same lab number, e.g. systemd hosts beside chroot ones); its hosts are named NAME_PREFIX-01...
+    in an address block of their own (index 1000 + 250k); its down() leaves the bridge to the owner.
+    """
+    from kijun.lab import services as lab_services
+
     _require_root()
     state_dir = Path(state_dir).resolve()
     if not 1 <= n <= MAX_HOSTS:
         raise LabError(f"number of hosts must be between 1 and {MAX_HOSTS}, got {n}")
     if latency_ms < 0:
         raise LabError(f"latency_ms must be >= 0, got {latency_ms}")
-    for tool in ("ip", "nsenter", "unshare", "setsid", "ssh-keygen", "mount") + (("tc",) if latency_ms else ()):
+    joined = None
+    if join is not None:
+        netcfg, joined = _join_config(Path(join).resolve(), state_dir, n, name_prefix)
+    else:
+        try:
+            netcfg = net_config(NET if net is None else net)
+        except ValueError as e:
+            raise LabError(str(e)) from None
+    spread = host_spread(n, classes, orgs, branches, suite, boot)
+    tools = ["ip", "nsenter", "unshare", "setsid", "ssh-keygen", "mount"] + (["tc"] if latency_ms else [])
+    tools += ["systemd-nspawn"] if "systemd" in spread["boot"] else []
+    for tool in tools:
         if not shutil.which(tool):
-            raise LabError(f"required tool not found: {tool}")
+            raise LabError(f"required tool not found: {tool}" +
+                           (" (apt-get install systemd-container)" if tool == "systemd-nspawn" else ""))
     if latency_ms:
-        _netem_check()
-    rootfs = build_rootfs(cache_dir, suite, log=log)
+        _netem_check(netcfg)
+    rootfs = {}
+    for key in sorted(set(zip(spread["suite"], spread["boot"]))):
+        rootfs[key] = build_rootfs(cache_dir, key[0], log=log, boot=key[1])
     t0 = time.monotonic()
+    bridge = netcfg["bridge"]
     with _locked(state_dir):
         if load(state_dir):
             raise LabError(f"a lab is already up in {state_dir}: run `kijun lab down` first")
-        if Path(f"/sys/class/net/{BRIDGE}").exists():
-            raise LabError(f"bridge {BRIDGE} already exists (a lab with another state dir?): run its `kijun lab down`")
+        if joined is None and Path(f"/sys/class/net/{bridge}").exists():
+            raise LabError(f"bridge {bridge} already exists (a lab with another state dir, or another "
+                           f"KIJUN_LAB_NET): run its `kijun lab down`, or choose another KIJUN_LAB_NET")
         key = state_dir / "id_ed25519"
         if not key.exists():
             _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kijun-lab", "-f", str(key)], "client key")
         pubkey = key.with_suffix(".pub").read_text()
-        hosts = _make_hosts(n, state_dir, rootfs, classes)
+        hosts = _make_hosts(n, state_dir, rootfs, netcfg, spread)
+        extra = {"latency_ms": latency_ms, "netcfg": netcfg}
         # Record the hosts before creating anything, so down() can clean up after a failed up().
-        _save(state_dir, hosts, latency_ms=latency_ms)
+        _save(state_dir, hosts, **extra)
         try:
-            _run(["ip", "link", "add", BRIDGE, "type", "bridge"], f"bridge {BRIDGE}")
-            _run(["ip", "addr", "add", BRIDGE_ADDR, "dev", BRIDGE], f"address on {BRIDGE}")
-            _run(["ip", "link", "set", BRIDGE, "up"], f"{BRIDGE} up")
-            kh = _parallel(lambda h: _prepare(h, pubkey, latency_ms), hosts, "host preparation")
+            if joined is None:
+                _run(["ip", "link", "add", bridge, "type", "bridge"], f"bridge {bridge}")
+                _run(["ip", "addr", "add", netcfg["bridge_addr"], "dev", bridge], f"address on {bridge}")
+                _run(["ip", "link", "set", bridge, "up"], f"{bridge} up")
+            if "systemd" in spread["boot"]:
+                extra["inotify"] = True
+                _save(state_dir, hosts, **extra)
+                _inotify_acquire(state_dir)
+            files = {}
+            by_suite = {k[0]: v for k, v in rootfs.items()}
+            if joined is not None and joined.get("services"):
+                # the owner's services; only its record, never its pid (down() of this lab must not stop them)
+                lab_services.add_suites(Path(joined["services"]["dir"]), by_suite)
+                extra["services"] = {k: v for k, v in joined["services"].items() if k != "pid"}
+            elif joined is None and services:
+                extra["services"] = lab_services.start(state_dir, netcfg, by_suite)
+            _save(state_dir, hosts, **extra)
+            if extra.get("services"):
+                files = {s: lab_services.host_files(netcfg, s) for s in set(spread["suite"])}
+            inet = extra["services"]["internet_ip"] if extra.get("services") else None
+            kh = _parallel(lambda h: _prepare(h, pubkey, latency_ms, bridge, files.get(h.suite), inet), hosts,
+                           "host preparation")
             (state_dir / "known_hosts").write_text("".join(kh[h.name] for h in hosts))
             _write_ssh_config(state_dir, hosts)
             script = _write_init(state_dir)
             _parallel(lambda h: _launch(h, script), hosts, "host start")
-            _save(state_dir, hosts, latency_ms=latency_ms)
-            _parallel(lambda h: _wait_ssh(h, 30 + 0.2 * n), hosts, "waiting for sshd")
+            _save(state_dir, hosts, **extra)
+            _parallel(lambda h: _wait_ssh(h, _boot_timeout(h, n)), hosts, "waiting for sshd")
+            _parallel(lambda h: _wait_booted(h, _boot_timeout(h, n)), hosts, "waiting for boot")
         except BaseException:
-            _save(state_dir, hosts, latency_ms=latency_ms)  # with the pids of hosts already started
+            _save(state_dir, hosts, **extra)  # with the pids of hosts already started
             _down(state_dir)
             raise
     if log:
@@ -390,17 +653,95 @@ def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, class
     return hosts
 
 
+JOIN_FIRST_INDEX, JOIN_BLOCK, JOIN_SLOTS = 1000, 250, 40  # joined labs: address indexes 1000+250*slot...
+
+
+def _write_state(state_dir: Path, d: dict) -> None:
+    tmp = _state_file(state_dir).with_suffix(".tmp")
+    tmp.write_text(json.dumps(d, indent=1))
+    os.replace(tmp, _state_file(state_dir))
+
+
+def _record_joiner(owner: Path, joiner: Path) -> int:
+    """Reserve an address block in the owner's state and return its first index. The owner's down()
+    takes joined labs down first: their hosts hang on its bridge."""
+    with _locked(owner):
+        d = load_state(owner)
+        if not d:
+            raise LabError(f"the lab in {owner} went down while joining it")
+        joined = d.get("joined_by") or {}
+        if not isinstance(joined, dict):
+            joined = {}
+        first = joined.get(str(joiner))
+        if first is None:
+            free = [JOIN_FIRST_INDEX + JOIN_BLOCK * k for k in range(JOIN_SLOTS)
+                    if JOIN_FIRST_INDEX + JOIN_BLOCK * k not in joined.values()]
+            if not free:
+                raise LabError(f"the lab in {owner} already has {JOIN_SLOTS} joined labs")
+            first = free[0]
+        d["joined_by"] = {**joined, str(joiner): first}
+        _write_state(owner, d)
+        return first
+
+
+def _forget_joiner(owner: Path, joiner: Path) -> None:
+    """Drop a joined lab's reservation; skipped while the owner is locked (it is going down itself)."""
+    try:
+        fh = open(owner / ".lock", "w")
+    except OSError:
+        return
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return
+        d = load_state(owner)
+        if isinstance(d.get("joined_by"), dict) and str(joiner) in d["joined_by"]:
+            del d["joined_by"][str(joiner)]
+            _write_state(owner, d)
+
+
+def _join_config(jdir: Path, state_dir: Path, n: int, prefix: str) -> tuple[dict, dict]:
+    """Network names for a lab sharing the bridge of the running lab in jdir."""
+    jstate = load_state(jdir)
+    if not jstate.get("hosts") or "netcfg" not in jstate or jstate["netcfg"].get("joined"):
+        raise LabError(f"no lab of its own is up in {jdir} to join (start it with `kijun lab up`)")
+    if jdir == state_dir:
+        raise LabError("a lab cannot join itself: give the joining lab another --state")
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", prefix) or prefix == "lab":
+        raise LabError(f"name prefix {prefix!r}: use 1-10 lower-case letters/digits, not 'lab'")
+    if n > JOIN_BLOCK:
+        raise LabError(f"a joining lab has at most {JOIN_BLOCK} hosts")
+    base = jstate["netcfg"]
+    if not Path(f"/sys/class/net/{base['bridge']}").exists():
+        raise LabError(f"the lab in {jdir} has no bridge {base['bridge']}: is it up?")
+    names = {h["name"] for h in jstate["hosts"]}
+    if any(x.startswith(prefix + "-") for x in names):
+        raise LabError(f"name prefix {prefix!r} is taken by the lab in {jdir}")
+    first = _record_joiner(jdir, state_dir)
+    netcfg = {**base, "owns_bridge": False, "joined": str(jdir), "first_index": first, "name_prefix": prefix}
+    return netcfg, jstate
+
+
+def _boot_timeout(h: LabHost, n: int) -> float:
+    # booting systemd takes seconds per host on a loaded 2-core machine; generous, it only bounds failures
+    return 120 + 3 * n if h.boot == "systemd" else 30 + 0.2 * n
+
+
 def _kill(h: LabHost) -> None:
-    for role in ("init", "unshare"):  # killing the ns init kills everything inside the pid namespace
+    # killing the ns init kills everything inside the pid namespace (a power cut, for both flavours)
+    roles = ("init", "unshare", "nspawn")
+    for role in roles:
         rec = h.pids.get(role)
         if _alive(rec):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(rec[0], signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while any(_alive(h.pids.get(r)) for r in ("init", "unshare")):
+    while any(_alive(h.pids.get(r)) for r in roles):
         if time.monotonic() > deadline:
             raise LabError(f"{h.name}: processes {h.pids} still alive after SIGKILL")
         time.sleep(0.01)
+    _remove_cgroup(h)
     h.pids = {}
 
 
@@ -424,8 +765,17 @@ def _teardown(h: LabHost) -> None:
 
 
 def _down(state_dir: Path) -> None:
-    hosts = load(state_dir)
+    from kijun.lab import services as lab_services
+
+    state = load_state(state_dir)
     errors = []
+    for joiner in state.get("joined_by") or {}:
+        try:
+            down(joiner)
+        except LabError as e:
+            errors.append(f"joined lab {joiner}: {e}")
+    hosts = load(state_dir)
+    netcfg = lab_net(state)
     if hosts:
         try:
             _parallel(_teardown, hosts, "teardown")
@@ -436,11 +786,21 @@ def _down(state_dir: Path) -> None:
         res = subprocess.run(["umount", mp], capture_output=True, text=True)
         if res.returncode != 0:
             errors.append(f"umount {mp}: {res.stderr.strip()}")
-    if Path(f"/sys/class/net/{BRIDGE}").exists():
-        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+    errors += lab_services.stop(state.get("services") or {})
+    # the bridge recorded by this lab, never one named from the environment (it may be another lab's)
+    if netcfg and netcfg.get("owns_bridge", True) and Path(f"/sys/class/net/{netcfg['bridge']}").exists():
+        subprocess.run(["ip", "link", "del", netcfg["bridge"]], capture_output=True)
+    if state.get("inotify"):
+        try:
+            _inotify_release(state_dir)
+        except LabError as e:
+            errors.append(str(e))
     if errors:
         raise LabError("lab down incomplete: " + "; ".join(errors))
+    if netcfg and netcfg.get("joined"):
+        _forget_joiner(Path(netcfg["joined"]), state_dir)
     shutil.rmtree(state_dir / "hosts", ignore_errors=True)
+    shutil.rmtree(state_dir / "services", ignore_errors=True)
     for f in ("hosts.json", "known_hosts", "init.sh", "ssh_config"):
         (state_dir / f).unlink(missing_ok=True)
 
@@ -483,13 +843,16 @@ def start_host(name: str, state_dir: Path | str = DEFAULT_STATE, timeout: float 
             return h
         _launch(h, _write_init(state_dir))
         _save(state_dir, hosts, **_extra(state_dir))
-        _wait_ssh(h, timeout)
+        _wait_ssh(h, max(timeout, _boot_timeout(h, 1)))
+        _wait_booted(h, max(timeout, _boot_timeout(h, 1)))
         return h
 
 
 def _extra(state_dir: Path) -> dict:
     d = json.loads(_state_file(state_dir).read_text())
-    return {k: v for k, v in d.items() if k not in ("bridge", "hosts")}
+    extra = {k: v for k, v in d.items() if k not in ("bridge", "hosts")}
+    extra.setdefault("netcfg", lab_net(d) or {"bridge": d.get("bridge")})
+    return extra
 
 
 def exec_in(name: str, cmd: list[str] | str, state_dir: Path | str = DEFAULT_STATE, check: bool = False,
@@ -500,12 +863,30 @@ def exec_in(name: str, cmd: list[str] | str, state_dir: Path | str = DEFAULT_STA
     if not _alive(h.pids.get("init")):
         raise LabError(f"{name} is not running")
     argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-    full = ["nsenter", "-t", str(h.pids["init"][0]), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--",
-            "env", "-i", f"PATH={_PATH}", "HOME=/root", "LC_ALL=C", *argv]
-    res = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(_nsenter(h, argv), input=input, capture_output=True, text=True, timeout=timeout)
     if check and res.returncode != 0:
         raise LabError(f"exec in {name} failed (rc={res.returncode}): {' '.join(argv)}: {res.stderr.strip()}")
     return res
+
+
+def _nsenter(h: LabHost, argv: list[str]) -> list[str]:
+    return ["nsenter", "-t", str(h.pids["init"][0]), "-m", "-u", "-i", "-n", "-p", "-r", "-w",
+            *(["-C"] if h.boot == "systemd" else []), "--",
+            "env", "-i", f"PATH={_PATH}", "HOME=/root", "LC_ALL=C", *argv]
+
+
+def _wait_booted(h: LabHost, timeout: float) -> None:
+    """systemd hosts: sshd answers before boot has finished; wait until systemd says it has (running
+    or degraded), so the host's services (rsyslog, cron, logind) are there when up() returns."""
+    if h.boot != "systemd":
+        return
+    try:
+        res = subprocess.run(_nsenter(h, ["systemctl", "is-system-running", "--wait"]), capture_output=True,
+                             text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{h.name}: systemd did not finish booting within {timeout:.0f}s") from None
+    if res.stdout.strip() not in ("running", "degraded"):
+        raise LabError(f"{h.name}: systemd is {res.stdout.strip() or res.stderr.strip()!r} after boot")
 
 
 def status(state_dir: Path | str = DEFAULT_STATE) -> list[dict]:

@@ -30,19 +30,30 @@ BASE_PACKAGES = [
 REPO_PACKAGES = [
     "aide", "aide-common", "clamav", "clamav-freshclam", "unattended-upgrades", "libpam-pwquality",
     "chrony", "auditd", "rsyslog", "apparmor", "logwatch",
+    # nisc-core's time_sync prefers systemd-timesyncd (any_of: [systemd-timesyncd, chrony, ntpsec])
+    "systemd-timesyncd",
     # "forbidden" packages, used to plant drift
     "tcpdump", "nmap", "transmission-cli",
 ]
 
 REPO_DIR = "/srv/kijun-repo"
 
+# Boot flavours: "none" = sshd under tini (fast, no systemd); "systemd" = booted by systemd-nspawn.
+BOOT_FLAVOURS = ("none", "systemd")
+SUITES = ("bookworm", "trixie")
+# Added to BASE_PACKAGES for the systemd flavour: systemd as pid 1, D-Bus and logind sessions.
+SYSTEMD_PACKAGES = ["systemd", "systemd-sysv", "dbus", "libpam-systemd"]
+
 # Runs inside mmdebstrap (customize hook) while the Debian network sources still work. $1 = rootfs.
 # Recommends are downloaded too, because pyinfra's apt.packages installs them by default.
 _HOOK = r"""set -eu
 R="$1"; shift
 mkdir -p "$R{repo}/partial"
-chroot "$R" apt-get -q -o APT::Install-Recommends=true -o Dir::Cache::archives={repo}/ \
-    install --download-only -y "$@" >&2
+# one package at a time: alternatives that conflict (chrony, systemd-timesyncd) cannot be resolved together
+for p in "$@"; do
+  chroot "$R" apt-get -q -o APT::Install-Recommends=true -o Dir::Cache::archives={repo}/ \
+      install --download-only -y "$p" >&2
+done
 # the listed packages themselves, even those already installed in the base (e.g. rsyslog)
 chroot "$R" sh -c 'cd {repo} && apt-get -q download "$@"' sh "$@" >&2
 rm -rf "$R{repo}/partial" "$R{repo}/lock"
@@ -73,19 +84,35 @@ UseDNS no
 _BASHRC = "# kijun lab: keep the shell fast\nPS1='\\u@\\h:\\w\\$ '\n"
 
 
-def _cache_key(suite: str, variant: str) -> str:
-    blob = json.dumps([suite, variant, BASE_PACKAGES, REPO_PACKAGES, _HOOK, _SSHD_LAB_CONF, _BASHRC, 2])
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def base_packages(boot: str = "none") -> list[str]:
+    return BASE_PACKAGES + (SYSTEMD_PACKAGES if boot == "systemd" else [])
 
 
-def rootfs_path(cache_dir: Path | str = DEFAULT_CACHE, suite: str = "bookworm", variant: str = "minbase") -> Path:
-    return Path(cache_dir) / f"rootfs-{suite}-{_cache_key(suite, variant)}"
+def _cache_key(suite: str, variant: str, boot: str = "none") -> str:
+    parts = [suite, variant, BASE_PACKAGES, REPO_PACKAGES, _HOOK, _SSHD_LAB_CONF, _BASHRC, 2]
+    if boot != "none":  # the chroot flavour keeps the key it always had (no rebuild of existing caches)
+        parts += [boot, SYSTEMD_PACKAGES]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def rootfs_path(cache_dir: Path | str = DEFAULT_CACHE, suite: str = "bookworm", variant: str = "minbase",
+                boot: str = "none") -> Path:
+    flavour = "" if boot == "none" else f"{boot}-"
+    return Path(cache_dir) / f"rootfs-{suite}-{flavour}{_cache_key(suite, variant, boot)}"
+
+
+def check_flavour(suite: str, boot: str) -> None:
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}: use one of {', '.join(SUITES)}")
+    if boot not in BOOT_FLAVOURS:
+        raise ValueError(f"unknown boot flavour {boot!r}: use one of {', '.join(BOOT_FLAVOURS)}")
 
 
 def build_rootfs(cache_dir: Path | str = DEFAULT_CACHE, suite: str = "bookworm", variant: str = "minbase",
-                 log=None) -> Path:
+                 log=None, boot: str = "none") -> Path:
     """Return the cached rootfs for these inputs, building it first if needed (needs root + mmdebstrap)."""
-    final = rootfs_path(cache_dir, suite, variant)
+    check_flavour(suite, boot)
+    final = rootfs_path(cache_dir, suite, variant, boot)
     if (final / ".kijun-rootfs-ok").exists():
         return final
     if os.geteuid() != 0:
@@ -93,13 +120,13 @@ def build_rootfs(cache_dir: Path | str = DEFAULT_CACHE, suite: str = "bookworm",
     if not shutil.which("mmdebstrap"):
         raise FileNotFoundError("mmdebstrap not found: apt-get install mmdebstrap")
     final.parent.mkdir(parents=True, exist_ok=True)
-    # One builder at a time (e.g. parallel test workers): the others wait, then use its result.
-    with open(final.parent / ".build.lock", "w") as lock:
+    # One builder per rootfs at a time (e.g. parallel test workers): the others wait, then use its result.
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / ".kijun-rootfs-ok").exists():
             return final
         t0 = time.monotonic()
-        _build(final, suite, variant)
+        _build(final, suite, variant, boot)
     if log:
         log(f"built {final} in {time.monotonic() - t0:.1f}s")
     return final
@@ -125,7 +152,7 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _build(final: Path, suite: str, variant: str) -> None:
+def _build(final: Path, suite: str, variant: str, boot: str = "none") -> None:
     t0 = time.monotonic()
     # Build beside the final path (same filesystem) so the rename is atomic; a crashed build only
     # leaves a .tmp-* dir, which the next build removes.
@@ -137,7 +164,7 @@ def _build(final: Path, suite: str, variant: str) -> None:
     try:
         hook = tmp / "hook.sh"
         hook.write_text(_HOOK)
-        cmd = ["mmdebstrap", f"--variant={variant}", "--include=" + ",".join(BASE_PACKAGES),
+        cmd = ["mmdebstrap", f"--variant={variant}", "--include=" + ",".join(base_packages(boot)),
                "--skip=cleanup/apt/lists",  # keep the lists of the offline repo
                f"--customize-hook=sh {hook} \"$1\" " + " ".join(REPO_PACKAGES),
                suite, str(tmp / "root")]
@@ -148,9 +175,11 @@ def _build(final: Path, suite: str, variant: str) -> None:
             raise RuntimeError(f"mmdebstrap failed (rc={res.returncode}), log {final}.log:\n{tail}")
         root = tmp / "root"
         _post_configure(root)
+        if boot == "systemd":
+            _post_configure_systemd(root)
         (root / ".kijun-rootfs-ok").write_text(json.dumps({
-            "suite": suite, "variant": variant, "built_seconds": round(time.monotonic() - t0, 1),
-            "base_packages": BASE_PACKAGES, "repo_packages": REPO_PACKAGES}))
+            "suite": suite, "variant": variant, "boot": boot, "built_seconds": round(time.monotonic() - t0, 1),
+            "base_packages": base_packages(boot), "repo_packages": REPO_PACKAGES}))
         os.rename(root, final)
     finally:
         remove_tree(tmp)
@@ -169,3 +198,16 @@ def _post_configure(root: Path) -> None:
     # /dev, /proc, /run are mounted per host at start; keep the mount points empty.
     for d in ("proc", "sys", "dev", "run", "tmp"):
         (root / d).mkdir(exist_ok=True)
+
+
+def _post_configure_systemd(root: Path) -> None:
+    """Booted hosts: sshd starts from its unit; no consoles to log in on (the lab is reached over SSH)."""
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / "ssh.service"
+    if not (link.exists() or link.is_symlink()):
+        link.symlink_to("/lib/systemd/system/ssh.service")
+    for unit in ("console-getty.service", "getty@.service"):
+        mask = root / "etc/systemd/system" / unit
+        if not (mask.exists() or mask.is_symlink()):
+            mask.symlink_to("/dev/null")

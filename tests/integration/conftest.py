@@ -2,7 +2,10 @@
 
 Every test under tests/integration is marked `integration`. The lab needs root and mmdebstrap;
 without them the tests are skipped with the reason. KIJUN_LAB_HOSTS changes the number of hosts
-(default 3), KIJUN_LAB_TEST_STATE the state directory (default /var/lib/kijun/lab-test).
+(default 3), KIJUN_LAB_TEST_STATE the state directory (default /var/lib/kijun/lab-test),
+KIJUN_LAB_TEST_BOOT / KIJUN_LAB_TEST_SUITE the boot flavour and suite of those hosts (default none,
+bookworm: the whole suite can run on booted systemd hosts). `systemd_lab` adds two booted systemd
+hosts (trixie, bookworm) sharing the lab's bridge and services (state dir STATE-systemd).
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ from typing import NamedTuple
 import pytest
 
 from kijun.lab import LabHost, down, up
-from kijun.lab.hosts import BRIDGE, VETH_PREFIX
+from kijun.lab.hosts import BRIDGE, NETNS_PREFIX, VETH_PREFIX, load_state
 
 
 class Lab(NamedTuple):
     hosts: list[LabHost]  # refreshed in place if a test restarts the lab
     state_dir: Path
+
+
+def lab_service_pids(state_dir: Path) -> list[int]:
+    rec = (load_state(state_dir).get("services") or {}).get("pid")
+    return [rec[0]] if rec else []
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,8 +43,14 @@ def lab_pids(hosts: list[LabHost]) -> list[int]:
     return [rec[0] for h in hosts for rec in h.pids.values()]
 
 
-def lab_leftovers(state_dir: Path, pids: list[int] = ()) -> list[str]:
-    """Mounts, network namespaces, links and processes of a lab that should be gone after down()."""
+def _cgroups_left(hosts: list[LabHost]) -> list[str]:
+    return [f"cgroup {root}/{h.cgroup}" for h in hosts if h.cgroup
+            for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup")
+            if Path(root, h.cgroup).is_dir()]
+
+
+def lab_leftovers(state_dir: Path, pids: list[int] = (), hosts: list[LabHost] = ()) -> list[str]:
+    """Mounts, network namespaces, links, cgroups and processes of a lab that should be gone after down()."""
     left = []
     for pid in pids:  # a zombie awaiting the VM's init is gone for our purpose
         try:
@@ -48,14 +62,21 @@ def lab_leftovers(state_dir: Path, pids: list[int] = ()) -> list[str]:
     mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout.split()
     left += [f"mount {m}" for m in mounts if m.startswith(str(state_dir) + "/")]
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n")
-    left += [f"netns {n.split()[0]}" for n in netns if n.startswith("kijun-")]
+    left += [f"netns {n.split()[0]}" for n in netns if n.startswith(NETNS_PREFIX)]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.split("\n")
     left += [f"link {ln.split(':')[1].strip()}" for ln in links
              if ln.count(":") > 1 and ln.split(":")[1].strip().split("@")[0].startswith((VETH_PREFIX, BRIDGE))]
     # the init of each host's pid namespace: the kernel kills everything inside when it dies
     ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout.split("\n")
-    left += [f"process {p.strip()}" for p in ps if f"/bin/sh {state_dir}/init.sh" in p]
-    return left
+    left += [f"process {p.strip()}" for p in ps if f"/bin/sh {state_dir}/init.sh" in p
+             or f"--directory={state_dir}/" in p or f"{state_dir}/services/config.json" in p]
+    return left + _cgroups_left(hosts)
+
+
+def lab_flavour() -> dict:
+    """Boot flavour and suite of the session lab's hosts (up() keyword arguments)."""
+    return {"boot": os.environ.get("KIJUN_LAB_TEST_BOOT", "none"),
+            "suite": os.environ.get("KIJUN_LAB_TEST_SUITE", "bookworm")}
 
 
 def _cannot_run(reason: str):
@@ -78,18 +99,46 @@ def lab():
     old_env = os.environ.get("KIJUN_LAB_STATE")
     os.environ["KIJUN_LAB_STATE"] = str(state_dir)  # for inventories/lab.py run by subprocesses
     hosts: list[LabHost] = []
+    if lab_flavour()["boot"] != "none":
+        _need_nspawn()
     try:
-        hosts.extend(up(n, state_dir=state_dir))
+        hosts.extend(up(n, state_dir=state_dir, **lab_flavour()))
         yield Lab(hosts, state_dir)
     finally:
-        pids = lab_pids(hosts)
+        pids = lab_pids(hosts) + lab_service_pids(state_dir)
         down(state_dir)
         if old_env is None:
             os.environ.pop("KIJUN_LAB_STATE", None)
         else:
             os.environ["KIJUN_LAB_STATE"] = old_env
-    left = lab_leftovers(state_dir, pids)
+    left = lab_leftovers(state_dir, pids, hosts)
     assert not left, f"lab down left behind: {left}"
+
+
+def _need_nspawn():
+    if not shutil.which("systemd-nspawn"):
+        _cannot_run("systemd lab hosts need systemd-nspawn (apt-get install systemd-container)")
+
+
+@pytest.fixture(scope="session")
+def systemd_lab(lab):
+    """Two booted systemd hosts (sys-01 trixie, sys-02 bookworm) on the lab's bridge, with its services.
+    Their inventory is their own state dir (KIJUN_LAB_STATE=systemd_lab.state_dir)."""
+    _need_nspawn()
+    state_dir = Path(f"{lab.state_dir}-systemd")
+    hosts: list[LabHost] = []
+    try:
+        hosts.extend(up(2, state_dir=state_dir, boot="systemd", suite="trixie,bookworm", classes="I,II",
+                        join=lab.state_dir, name_prefix="sys"))
+        yield Lab(hosts, state_dir)
+    finally:
+        pids = lab_pids(hosts)
+        down(state_dir)
+    # the lab it joined is still up: only this lab's own names count
+    own = {str(p) for p in pids} | {x for h in hosts for x in (h.netns, h.veth)}
+    left = [x for x in lab_leftovers(state_dir, pids, hosts)
+            if x.startswith(("cgroup", "mount", "process")) or x.split()[1].split("@")[0] in own]
+    assert not left, f"systemd lab down left behind: {left}"
 
 
 @pytest.fixture

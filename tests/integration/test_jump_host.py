@@ -53,7 +53,7 @@ def write_branch_files(tmp_path, jump, hidden, via_jump: bool) -> Path:
     config.write_text(
         f"Host branch-jump\n  HostName {jump.address}\n  Port {JUMP_PORT}\n  User kijun\n"
         f"  IdentityFile {jump.ssh_key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n"
-        f"  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 5\n\n"
+        f"  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 60\n\n"
         + (f"Host {hidden.address}\n  ProxyJump branch-jump\n" if via_jump else ""))
     data = {"ssh_user": "kijun", "_sudo": True, "ssh_key": hidden.ssh_key, "ssh_known_hosts_file": str(known),
             "ssh_strict_host_key_checking": "yes", "ssh_config_file": str(config),
@@ -74,7 +74,7 @@ def test_direct_path_is_blocked_so_the_host_is_unreachable(lab, branch, tmp_path
 def test_check_and_dry_apply_through_the_jump_host(lab, branch, tmp_path):
     jump, hidden = branch
     inv = write_branch_files(tmp_path, jump, hidden, via_jump=True)
-    r = kijun("check", "-i", str(inv), "--no-store", "--format", "json", "--connect-timeout", "5")
+    r = kijun("check", "-i", str(inv), "--no-store", "--format", "json", "--connect-timeout", "60")
     assert r.returncode in (0, 1), r.stderr
     [host] = json.loads(r.stdout)["hosts"]
     assert host["reachable"], host["error"]
@@ -98,7 +98,7 @@ def test_jump_host_key_is_verified(lab, branch, tmp_path):
     known.write_text("".join(
         (f"{ln.split()[0]} {ln.split()[1]} {hidden_keys[ln.split()[1]]}" if jump.address in ln.split()[0] else ln) + "\n"
         for ln in lines))
-    r = kijun("check", "-i", str(inv), "--no-store", "--format", "json", "--connect-timeout", "5")
+    r = kijun("check", "-i", str(inv), "--no-store", "--format", "json", "--connect-timeout", "60")
     [host] = json.loads(r.stdout)["hosts"]
     assert not host["reachable"], "a jump host with an unexpected key must not be trusted"
     assert "host key" in host["error"].lower() or "proxy" in host["error"].lower(), host["error"]

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import lab_flavour
 from kijun.lab import down, exec_in, load, start_host, status, stop_host, up
+from kijun.lab.hosts import load_state
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +106,11 @@ def test_sysctls_net_per_host_kernel_read_only(lab):
 def test_offline_repository_installs_packages(lab):
     h = lab.hosts[-1]
     r = ssh(h, "grep -rhv '^#' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | grep .")
-    assert r.stdout.strip() == "deb [trusted=yes] file:/srv/kijun-repo ./"
+    # the offline repository, and the lab's own update mirror on its bridge: no other source, nothing outside
+    mirror = load_state(lab.state_dir)["services"]["mirror"]
+    assert sorted(r.stdout.split("\n")[:-1]) == sorted(["deb [trusted=yes] file:/srv/kijun-repo ./",
+                                                        f"deb [trusted=yes] {mirror}/{h.suite}-security ./"])
+    assert mirror.startswith(f"http://{load_state(lab.state_dir)['netcfg']['subnet']}.0.1:")
     r = ssh(h, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q tcpdump >/dev/null && dpkg-query -W tcpdump"
                " && apt-get purge -y -q tcpdump >/dev/null", timeout=180)
     assert r.returncode == 0, r.stderr
@@ -170,5 +176,5 @@ def test_down_leaves_nothing_and_up_again(lab, leftovers):
     assert time.monotonic() - t0 < 30
     assert leftovers(lab.state_dir, pids) == []
     assert not (lab.state_dir / "hosts").exists()
-    lab.hosts[:] = up(n, state_dir=lab.state_dir)
+    lab.hosts[:] = up(n, state_dir=lab.state_dir, **lab_flavour())
     assert ssh(lab.hosts[0], "hostname").stdout.strip() == lab.hosts[0].name

@@ -155,7 +155,7 @@ def test_advisory_host_down_stays_pending_until_back_and_verified(lab, signing, 
     exec_in(down.name, f"rm -f {record}; sysctl -qw net.ipv4.conf.all.accept_redirects=1", state_dir=lab.state_dir)
     stop_host(down.name, lab.state_dir)
     try:
-        r = kijun("advisory", "apply", path, "-i", INVENTORY, "--confirmed-by", CONFIRMER, "--connect-timeout", "5",
+        r = kijun("advisory", "apply", path, "-i", INVENTORY, "--confirmed-by", CONFIRMER, "--connect-timeout", "60",
                   *common)
         assert r.returncode == 1, r.stdout + r.stderr[-2000:]
         s = kijun("advisory", "status", adv_id, "--store", store, "--pub", signing["pub"], "--format", "json")

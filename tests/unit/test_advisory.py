@@ -214,3 +214,18 @@ def test_cli_status_exit_codes(setup):
     assert r.exit_code == 0 and "CSIRT 佐藤" in r.output
     r = CliRunner().invoke(main, ["advisory", "status", "NOPE-1", "--store", setup["db"], "--key", setup["key"]])
     assert r.exit_code == 2 and "unknown advisory 'NOPE-1' (known: EXAMPLE-2025-001)" in r.output
+
+
+def test_advisory_plans_over_an_inventory_with_the_organisations_variables():
+    """A fleet inventory carries kijun_vars for the organisation's baseline (log server, proxy...): an
+    advisory rolled out over it ignores them; a baseline still rejects a variable it does not know."""
+    from kijun import plan
+    from kijun.baseline import load as load_baseline
+    from kijun.model import HostTarget
+
+    adv = advisory.load(str(ROOT / "advisories/example-icmp-redirects.yaml"))
+    target = HostTarget(name="h1", importance_class="I", variables={"log_server": "10.83.0.1"})
+    assert plan.plan_host(adv.baseline, target)
+    with pytest.raises(InputError, match="unknown variable"):
+        plan.host_variables(load_baseline(str(ROOT / "baselines/nisc-core.yaml")),
+                            HostTarget(name="h1", variables={"log_servr": "x"}))
