@@ -25,6 +25,7 @@ class Source:
     document: str
     section: str
     quote: str
+    clause: str = ""  # id in the clause map (baselines/clauses/), e.g. 002B-65
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Control:
     severity: str
     tags: tuple[str, ...]
     items: tuple[Item, ...]
+    scope: str = "seed"  # "widened": applies to more classes than its clauses name (scope_reason says why)
+    scope_reason: dict[str, str] = field(default_factory=dict)
 
     def applies_to(self, importance_class: str) -> bool:
         return importance_class in self.classes
@@ -62,6 +65,8 @@ class Baseline:
     controls: list[Control]
     path: str = ""
     digest: str = ""  # sha256 of the file bytes
+    # where each variable's default comes from: {name: {source: seed|kijun-default, clause|reference: ...}}
+    variable_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def control(self, control_id: str) -> Control:
         for c in self.controls:
