@@ -127,6 +127,9 @@ class HostResult:
     facts: dict[str, Any]
     results: list[ControlResult]
     commands: int = 0  # remote commands (round trips) spent on this host
+    # the organisation's own numbers for this host (inventory kijun_vars); every other number is the
+    # baseline's: a seed value, a kijun default or a class value (`kijun params` says which)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def worst(statuses: list[str]) -> str:

@@ -232,3 +232,19 @@ def test_register_adds_both_commands():
     group = click.Group()
     register(group)
     assert set(group.commands) == {"clauses", "params"}
+
+
+def test_report_and_table_show_the_organisations_own_numbers(base):
+    from kijun import check, plan, render
+    from kijun import report as report_mod
+
+    target = HostTarget(name="web1", importance_class="II", variables={"log_retention_days": 400})
+    host = check.unreachable_host(plan.plan_host(base, target), target, "ssh: timed out", check.now())
+    plain = check.unreachable_host(plan.plan_host(base, HostTarget(name="db1", importance_class="II")), HostTarget(name="db1", importance_class="II"), "x", check.now())
+    rep = report_mod.build_report("check", [host, plain], baseline=base, inventory={"path": "inv.py", "digest": ""})
+    assert report_mod.report_errors(rep) == []
+    by = {h["host"]: h for h in rep["hosts"]}
+    assert by["web1"]["overrides"] == {"log_retention_days": 400} and by["db1"]["overrides"] == {}
+    table = render.results_table(base, [host, plain], "ja")
+    assert table.splitlines()[0].startswith("組織による上書き") and "web1: log_retention_days=400" in table.splitlines()[0]
+    assert not render.results_table(base, [plain], "en").startswith("organisation overrides")
