@@ -248,3 +248,27 @@ def test_report_and_table_show_the_organisations_own_numbers(base):
     table = render.results_table(base, [host, plain], "ja")
     assert table.splitlines()[0].startswith("組織による上書き") and "web1: log_retention_days=400" in table.splitlines()[0]
     assert not render.results_table(base, [plain], "en").startswith("organisation overrides")
+
+
+def test_japanese_table_columns_line_up_by_display_width(cmap, base):
+    """tabulate pads by display width (wcwidth, tabulate[widechars]): every column starts at the same cell."""
+    from wcwidth import wcwidth
+
+    lines = clauses.render_table(clauses.rollup(cmap, base), "ja").splitlines()[:-1]
+    sep = lines[1]
+    starts = [i for i, ch in enumerate(sep) if ch == "-" and (i == 0 or sep[i - 1] == " ")]
+    assert len(starts) == 5
+
+    def cells(line):
+        out = []
+        for ch in line:
+            out += [ch] + [""] * (max(wcwidth(ch), 1) - 1)
+        return out
+
+    assert any(wcwidth(ch) == 2 for line in lines for ch in line)  # there is Japanese text to align
+    for line in lines[:1] + lines[2:]:
+        c = cells(line)
+        for s in starts[1:]:
+            if len(c) > s:  # an empty last cell (a background clause has no controls) ends the line early
+                assert c[s - 1] == " " and c[s] != "", (s, line)
+        assert len(c) > starts[3], line  # the classes column is always there
