@@ -36,7 +36,7 @@ def outside(target: str, allowed: list[str]) -> bool:
     if t.startswith("|") or t.lower().startswith(":include:"):
         return True
     if "@" not in t:
-        return t.startswith("/")  # appending to a file is local; bare names are local accounts
+        return False  # a bare name is a local account, a path a local mailbox file
     domain = t.rsplit("@", 1)[1].strip(">").lower()
     return not any(domain == d or domain.endswith("." + d) for d in allowed)
 

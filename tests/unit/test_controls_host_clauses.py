@@ -102,7 +102,7 @@ def test_default_aliases_forward_nothing(root):
 def test_forward_files_and_aliases_outside_the_domain_fail(root):
     root.sh("useradd -m carol && useradd -m dave")
     root.write("/home/carol/.forward", "carol@gmail.com\n")
-    root.write("/home/dave/.forward", "dave, dave@mail.example.go.jp\n")  # own domain and a local copy: fine
+    root.write("/home/dave/.forward", "\\dave, dave@mail.example.go.jp, /var/mail/dave-archive\n")  # local copies, own domain: fine
     root.write("/etc/aliases", 'postmaster: root\nbackup: ops@example.go.jp,\n  "|/usr/local/bin/mailhook"\n')
     v = judge(root, "mail_forwarding", MAIL)
     assert v.status == "fail"
