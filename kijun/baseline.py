@@ -212,6 +212,9 @@ def collect_errors(path: str, data: Any, index: dict[tuple, int]) -> list[InputE
         for name in overrides if isinstance(overrides, dict) else ():
             if name not in variables:
                 errors.append(err(("class_variables", cls, name), f"override of undefined variable {name!r}"))
+    for name in data.get("variable_sources") or {}:
+        if name not in variables:
+            errors.append(err(("variable_sources", name), f"source given for undefined variable {name!r}"))
     refs = _var_refs(data.get("controls"), ("controls",))
     for name, at in refs:
         if name not in variables:
@@ -289,6 +292,8 @@ def _build(path: str, data: dict, index: dict, raw: bytes) -> Baseline:
             severity=c["severity"],
             tags=tuple(c.get("tags", ())),
             items=items,
+            scope=c.get("scope", "seed"),
+            scope_reason=dict(c.get("scope_reason") or {}),
         ))
     return Baseline(
         id=data["id"],
@@ -300,4 +305,5 @@ def _build(path: str, data: dict, index: dict, raw: bytes) -> Baseline:
         controls=controls,
         path=path,
         digest="sha256:" + hashlib.sha256(raw).hexdigest(),
+        variable_sources={k: dict(v) for k, v in (data.get("variable_sources") or {}).items()},
     )

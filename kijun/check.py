@@ -87,6 +87,7 @@ def check_host(plan: list[PlannedControl], target: HostTarget, runner: probe.Run
         facts=host_facts(out),
         results=results,
         commands=1,
+        overrides=dict(target.variables),
     )
 
 
@@ -99,7 +100,7 @@ def unreachable_host(plan: list[PlannedControl], target: HostTarget, error: str,
     return HostResult(
         host=target.name, importance_class=target.importance_class, organisation=target.organisation,
         branch=target.branch, role=target.role, groups=list(target.groups), reachable=False, error=error,
-        started=started, finished=now(), facts={}, results=results, commands=0,
+        started=started, finished=now(), facts={}, results=results, commands=0, overrides=dict(target.variables),
     )
 
 

@@ -64,12 +64,15 @@ def validate(files: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--write", is_flag=True, help="Regenerate the shipped schema file.")
 def schema(write: bool) -> None:
-    """Print the baseline JSON Schema (generated from the control types)."""
+    """Print the baseline JSON Schema (generated from the control types); --write also writes the clause-map schema."""
+    from kijun.clauses import clauses_schema
     from kijun.schema import baseline_schema, render
 
     text = render(baseline_schema())
     if write:
-        Path(__file__).with_name("schemas").joinpath("baseline.schema.json").write_text(text, encoding="utf-8")
+        schemas = Path(__file__).with_name("schemas")
+        schemas.joinpath("baseline.schema.json").write_text(text, encoding="utf-8")
+        schemas.joinpath("clauses.schema.json").write_text(render(clauses_schema()), encoding="utf-8")
     else:
         click.echo(text, nl=False)
 
@@ -538,6 +541,15 @@ def _add_reports() -> None:
 
 
 _add_reports()
+
+
+def _add_clauses() -> None:
+    from kijun.cli_clauses import register
+
+    register(main)
+
+
+_add_clauses()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ class Source:
     document: str
     section: str
     quote: str
+    clause: str = ""  # id in the clause map (baselines/clauses/), e.g. 002B-65
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Control:
     severity: str
     tags: tuple[str, ...]
     items: tuple[Item, ...]
+    scope: str = "seed"  # "widened": applies to more classes than its clauses name (scope_reason says why)
+    scope_reason: dict[str, str] = field(default_factory=dict)
 
     def applies_to(self, importance_class: str) -> bool:
         return importance_class in self.classes
@@ -66,6 +69,8 @@ class Baseline:
     # An advisory rolls out over the organisation's inventory, whose kijun_vars belong to its baseline:
     # variables the advisory does not declare are ignored there instead of rejected as typos.
     ignore_foreign_variables: bool = False
+    # where each variable's default comes from: {name: {source: seed|kijun-default, clause|reference: ...}}
+    variable_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def control(self, control_id: str) -> Control:
         for c in self.controls:
@@ -126,6 +131,9 @@ class HostResult:
     facts: dict[str, Any]
     results: list[ControlResult]
     commands: int = 0  # remote commands (round trips) spent on this host
+    # the organisation's own numbers for this host (inventory kijun_vars); every other number is the
+    # baseline's: a seed value, a kijun default or a class value (`kijun params` says which)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def worst(statuses: list[str]) -> str:

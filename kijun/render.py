@@ -30,7 +30,18 @@ def results_table(baseline: Baseline, hosts: list[HostResult], lang: str = "en")
                    _cut(detail_obs), _cut(r.expected)]
             rows.append(([clean(h.host)] if multi else []) + row)
     headers = ([t("host", lang)] if multi else []) + [t(w, lang) for w in ("control", "title", "class", "severity", "status", "observed", "expected")]
-    return tabulate(rows, headers=headers, tablefmt="simple")
+    return overrides_line(hosts, lang) + tabulate(rows, headers=headers, tablefmt="simple")
+
+
+def overrides_line(hosts: list[HostResult], lang: str = "en") -> str:
+    """Which numbers are the organisation's own (kijun_vars), above the table; the rest are the baseline's."""
+    own = [f"{h.host}: " + ", ".join(f"{k}={v}" for k, v in sorted(h.overrides.items())) for h in hosts if getattr(h, "overrides", None)]
+    if not own:
+        return ""
+    head = {"ja": "組織による上書き (kijun_vars、他の値は基準の既定値: kijun params)",
+            "en": "organisation overrides (kijun_vars; every other number is the baseline's: kijun params)"}[lang]
+    return f"{head}: " + "; ".join(own) + "\n"
+
 
 
 def summary_line(hosts: list[HostResult], lang: str = "en") -> str:

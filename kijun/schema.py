@@ -34,6 +34,8 @@ _SOURCE = {
         "document": {"type": "string", "minLength": 1},
         "section": {"type": "string", "minLength": 1},
         "quote": {"type": "string", "minLength": 2, "maxLength": 200},
+        "clause": {"type": "string", "pattern": r"^[0-9]{3}[A-E]?-[0-9]{2,3}$",
+                   "description": "id of the clause in the clause map (baselines/clauses/*.yaml)"},
     },
     "additionalProperties": False,
 }
@@ -41,6 +43,21 @@ _SOURCE = {
 
 # Variables end up in commands and configuration files: one line each, lists of such lines.
 _VARIABLE = {"type": ["string", "integer", "boolean", "array"], **NO_CONTROL, "items": NO_CONTROL}
+
+_VARIABLE_SOURCE = {
+    "type": "object",
+    "required": ["source"],
+    "additionalProperties": False,
+    "properties": {
+        "source": {"enum": ["seed", "kijun-default"]},
+        "clause": {"type": "string", "pattern": r"^[0-9]{3}[A-E]?-[0-9]{2,3}$"},
+        "reference": {"type": "string", "minLength": 3},
+        "note": {"type": "string"},
+    },
+    "if": {"properties": {"source": {"const": "seed"}}},
+    "then": {"required": ["clause"]},
+    "else": {"required": ["reference"]},
+}
 
 
 def _item_schema() -> dict[str, Any]:
@@ -85,6 +102,12 @@ def baseline_schema() -> dict[str, Any]:
                 "propertyNames": {"pattern": r"^[a-z][a-z0-9_]*$"},
                 "additionalProperties": _VARIABLE,
             },
+            "variable_sources": {
+                "type": "object",
+                "description": "where each variable's default value comes from",
+                "propertyNames": {"pattern": r"^[a-z][a-z0-9_]*$"},
+                "additionalProperties": _VARIABLE_SOURCE,
+            },
             "class_variables": {
                 "type": "object",
                 "propertyNames": {"enum": ["I", "II", "III", "IV"]},
@@ -117,7 +140,13 @@ def baseline_schema() -> dict[str, Any]:
                         "severity": {"enum": ["low", "medium", "high", "critical"]},
                         "tags": {"type": "array", "uniqueItems": True, "items": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"}},
                         "items": {"type": "array", "minItems": 1, "items": _item_schema()},
+                        "scope": {"enum": ["seed", "widened"],
+                                  "description": "widened: applies to more classes than its clauses name"},
+                        "scope_reason": _TEXT_JA_EN,
                     },
+                    "dependentRequired": {"scope_reason": ["scope"]},
+                    "if": {"properties": {"scope": {"const": "widened"}}, "required": ["scope"]},
+                    "then": {"required": ["scope_reason"]},
                 },
             },
         },

@@ -1,0 +1,164 @@
+"""Observe-only control types for clauses a host can show: privilege holders, forbidden tools found as
+files, mail auto-forwarding, backups, encrypted storage. Probes run in a copy of the lab rootfs
+(chroot) or read-only on this machine, so the judged output is real."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from chroot_rootfs import root  # noqa: E402,F401  (fixture)
+
+from kijun.controls import REGISTRY
+from kijun.controls.base import ProbeOutput
+from kijun.probe import local_runner, run_probes
+
+
+def judge(r, type_name, p):
+    t = REGISTRY[type_name]
+    jsonschema.validate(p, t.params_schema)
+    out = run_probes(t.probes(p), r.runner())
+    assert t.operations(p, out) == []  # observe-only: apply never changes anything
+    assert t.enforceable is False
+    return t.evaluate(p, out)
+
+
+# --- privileged_accounts ---------------------------------------------------------------------
+
+PRIV = {"admin_groups": ["sudo", "admin", "wheel"], "approved_admins": ["kijun"], "nopasswd_allowed": ["kijun"]}
+
+
+def test_lab_rootfs_privileges_as_approved(root):
+    v = judge(root, "privileged_accounts", PRIV)
+    assert v.status == "pass", v
+    assert "UID 0: root only" in v.observed
+
+
+def test_uid0_twin_unapproved_admin_and_nopasswd_all_fail(root):
+    root.sh("useradd -o -u 0 -g 0 -M -s /bin/sh toor && useradd -m -G sudo alice && useradd -m -g sudo bob")
+    root.write("/etc/sudoers.d/90-alice", "# comment NOPASSWD: ALL\nalice ALL=(ALL) NOPASSWD: ALL\n", 0o440)
+    v = judge(root, "privileged_accounts", PRIV)
+    assert v.status == "fail"
+    assert "UID 0: toor" in v.observed
+    assert "alice" in v.observed and "bob" in v.observed  # bob holds sudo as his primary group
+    assert "NOPASSWD: ALL for alice (/etc/sudoers.d/90-alice)" in v.observed
+    assert v.observed.count("alice (") == 1  # the commented line is not a rule
+    ok = judge(root, "privileged_accounts", {**PRIV, "uid0_allowed": ["root", "toor"], "approved_admins": ["kijun", "alice", "bob"],
+                                              "nopasswd_allowed": ["kijun", "alice"]})
+    assert ok.status == "pass", ok
+
+
+def test_privileged_accounts_rejects_shell_in_names():
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"admin_groups": ["sudo; rm -rf /"], "approved_admins": []}, REGISTRY["privileged_accounts"].params_schema)
+
+
+# --- forbidden_tools -------------------------------------------------------------------------
+
+TOOLS = {"names": ["nmap", "john", "hydra", "tcpdump"], "python_packages": ["scapy", "impacket"]}
+
+
+def test_clean_rootfs_has_no_forbidden_tools(root):
+    v = judge(root, "forbidden_tools", TOOLS)
+    assert v.status == "pass" and v.observed == "none found", v
+
+
+def test_tools_copied_outside_dpkg_are_found(root):
+    root.write("/opt/redteam/bin/nmap", "#!/bin/sh\n", 0o755)
+    root.write("/usr/local/bin/john", "#!/bin/sh\n", 0o755)
+    root.write("/opt/notes/hydra", "not executable\n", 0o644)  # a non-executable file is no tool
+    site = root.sh("python3 -c 'import sys; print(sys.version_info[1])'").stdout.strip()
+    root.write(f"/usr/local/lib/python3.{site}/dist-packages/scapy-2.5.0.dist-info/METADATA", "Name: scapy\n")
+    v = judge(root, "forbidden_tools", TOOLS)
+    assert v.status == "fail"
+    for path in ("/opt/redteam/bin/nmap", "/usr/local/bin/john", "scapy-2.5.0.dist-info"):
+        assert path in v.observed, v.observed
+    assert "hydra" not in v.observed
+
+
+def test_tool_names_are_quoted_and_validated():
+    t = REGISTRY["forbidden_tools"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"names": ["x'; touch /tmp/pwned; '"]}, t.params_schema)
+    cmd = next(iter(t.probes({"names": ["a+b"]}).values()))
+    assert "-iname a+b" in cmd
+
+
+# --- mail_forwarding -------------------------------------------------------------------------
+
+MAIL = {"allowed_domains": ["example.go.jp"]}
+
+
+def test_default_aliases_forward_nothing(root):
+    root.write("/etc/aliases", "# See man 5 aliases\npostmaster:    root\n")
+    v = judge(root, "mail_forwarding", MAIL)
+    assert v.status == "pass", v
+
+
+def test_forward_files_and_aliases_outside_the_domain_fail(root):
+    root.sh("useradd -m carol && useradd -m dave")
+    root.write("/home/carol/.forward", "carol@gmail.com\n")
+    root.write("/home/dave/.forward", "\\dave, dave@mail.example.go.jp, /var/mail/dave-archive\n")  # local copies, own domain: fine
+    root.write("/etc/aliases", 'postmaster: root\nbackup: ops@example.go.jp,\n  "|/usr/local/bin/mailhook"\n')
+    v = judge(root, "mail_forwarding", MAIL)
+    assert v.status == "fail"
+    assert "/home/carol/.forward -> carol@gmail.com" in v.observed
+    assert "/etc/aliases backup -> |/usr/local/bin/mailhook" in v.observed
+    assert "dave" not in v.observed and "ops@" not in v.observed
+
+
+# --- backup_recent ---------------------------------------------------------------------------
+
+BACKUP = {"stamp": "/var/lib/backup/last-success", "max_age_days": 2, "cron_file": "/etc/cron.d/site-backup"}
+
+
+def test_no_backup_configured_fails(root):
+    v = judge(root, "backup_recent", BACKUP)
+    assert v.status == "fail"
+    assert "no job in /etc/cron.d/site-backup" in v.observed and "missing" in v.observed
+
+
+def test_scheduled_and_recent_backup_passes_old_one_fails(root):
+    root.write("/etc/cron.d/site-backup", "# nightly\n30 2 * * * root restic backup /srv && touch /var/lib/backup/last-success\n")
+    root.sh("mkdir -p /var/lib/backup && touch -d '5 hours ago' /var/lib/backup/last-success")
+    v = judge(root, "backup_recent", BACKUP)
+    assert v.status == "pass" and "last successful backup 0.2 days ago" in v.observed, v
+    root.sh("touch -d '4 days ago' /var/lib/backup/last-success")
+    v = judge(root, "backup_recent", BACKUP)
+    assert v.status == "fail" and "last successful backup 4.0 days ago" in v.observed
+
+
+def test_backup_timer_without_systemd_is_not_applicable(root):
+    v = judge(root, "backup_recent", {"stamp": "/var/lib/backup/last-success", "max_age_days": 1, "timer": "restic-backup.timer"})
+    assert v.status == "not-applicable" and "systemd is not PID 1" in v.reason
+
+
+# --- encrypted_storage -----------------------------------------------------------------------
+
+def test_this_machines_plain_root_filesystem_is_not_encrypted():
+    t = REGISTRY["encrypted_storage"]
+    p = {"mounts": ["/"], "swap": True}
+    v = t.evaluate(p, run_probes(t.probes(p), local_runner))
+    layers = run_probes({"l": "lsblk -nrso TYPE \"$(findmnt -no SOURCE --mountpoint /)\" | tr '\\n' ,"}, local_runner)["l"].stdout
+    if "crypt" in layers:
+        pytest.skip("this machine's / is on dm-crypt")
+    assert v.status in ("fail", "error") and v.status != "pass", v
+
+
+def test_lsblk_layers_decide():
+    t = REGISTRY["encrypted_storage"]
+    p = {"mounts": ["/srv/secret"], "swap": True}
+    luks = {"crypt.mount./srv/secret": ProbeOutput("/dev/mapper/secret crypt,part,disk,", 0),
+            "crypt.swap": ProbeOutput("/dev/dm-1 crypt,part,disk,\n", 0)}
+    assert t.evaluate(p, luks).status == "pass"
+    plain_swap = dict(luks, **{"crypt.swap": ProbeOutput("/swapfile part,disk,\n", 0)})
+    v = t.evaluate(p, plain_swap)
+    assert v.status == "fail" and "swap /swapfile (part/disk)" in v.observed
+    no_proc = dict(luks, **{"crypt.swap": ProbeOutput("no /proc/swaps\n", 0)})
+    assert t.evaluate(p, no_proc).status == "error"  # unobservable swap is never a pass
+    not_mounted = dict(luks, **{"crypt.mount./srv/secret": ProbeOutput("not a mount point\n", 0)})
+    assert "not a mount point" in t.evaluate(p, not_mounted).observed
