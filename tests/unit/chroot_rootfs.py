@@ -17,10 +17,12 @@ LAB_CACHE = Path(os.environ.get("KIJUN_LAB_CACHE", "/var/cache/kijun/lab"))
 
 
 def find_rootfs() -> Path | None:
-    if not LAB_CACHE.is_dir():
-        return None
-    done = [d for d in LAB_CACHE.iterdir() if (d / "etc/debian_version").exists() and (d / ".kijun-rootfs-ok").exists()]
-    return max(done, key=lambda d: d.stat().st_mtime) if done else None
+    """The default lab rootfs (bookworm, no systemd), never just the newest: the systemd lab fixture
+    builds trixie and systemd flavours in the same cache, and these tests are written for the default one."""
+    from kijun.lab.rootfs import rootfs_path
+
+    d = rootfs_path(LAB_CACHE)
+    return d if (d / "etc/debian_version").exists() and (d / ".kijun-rootfs-ok").exists() else None
 
 
 def skip_reason() -> str | None:
@@ -29,7 +31,7 @@ def skip_reason() -> str | None:
     if find_rootfs() is None and shutil.which("mmdebstrap"):
         from kijun.lab.rootfs import build_rootfs
 
-        build_rootfs()  # cached: built once per machine, as the lab does
+        build_rootfs(LAB_CACHE)  # cached: built once per machine, as the lab does
     if find_rootfs() is None:
         return f"no lab rootfs under {LAB_CACHE} and no mmdebstrap to build one"
     if not shutil.which("unshare"):
