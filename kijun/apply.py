@@ -7,17 +7,15 @@ what *changed* and then re-verifies every host with the checker, so "applied" al
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kijun import ops
 from kijun.baseline import InputError
-from kijun.deploy import host_calls
+from kijun.deploy import RUN_ID, host_calls
 from kijun.inventory import target_from_host
 from kijun.model import Baseline
 
-RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
 os.environ.setdefault("PYINFRA_PROGRESS", "off")  # the spinner hangs in non-interactive runs (FIELD-NOTES)
 
 

@@ -82,8 +82,8 @@ def _copy_commands(d: str, paths: list[str]) -> list[str]:
     """Keep the first copy of each file in d (the original) and note files that did not exist.
     Copies are 0600 in 0700 directories (they include /etc/shadow); the file's own mode is noted
     in d/modes and put back on restore."""
-    m = f"{d}/manifest"
-    cmds = [f"umask 077 && mkdir -p {d}/files && chmod 700 {BACKUP_ROOT} && touch {m}"]
+    m, modes = shlex.quote(f"{d}/manifest"), shlex.quote(f"{d}/modes")
+    cmds = [f"umask 077 && mkdir -p {shlex.quote(d + '/files')} && chmod 700 {BACKUP_ROOT} && touch {m}"]
     for path in paths:
         q, copy = shlex.quote(path), shlex.quote(d + "/files" + path)
         cmds.append(
@@ -93,7 +93,7 @@ def _copy_commands(d: str, paths: list[str]) -> list[str]:
             f"echo {shlex.quote('present ' + path)} >> {m}; "
             # a symlink keeps its own (meaningless) mode: chmod would change the file it points to
             f"elif [ -e {q} ]; then mkdir -p {shlex.quote(d + '/files' + posixpath.dirname(path))} && cp -a {q} {copy} && "
-            f"chmod 600 {copy} && printf '%s %s\\n' \"$(stat -c %a {q})\" {q} >> {d}/modes && "
+            f"chmod 600 {copy} && printf '%s %s\\n' \"$(stat -c %a {q})\" {q} >> {modes} && "
             f"echo {shlex.quote('present ' + path)} >> {m}; "
             f"else echo {shlex.quote('absent ' + path)} >> {m}; fi; }}"
         )
@@ -116,7 +116,8 @@ def _prune_command(path: str, keep: int) -> str:
 def backup_commands(run_id: str, paths: list[str], keep: int | None = None) -> list[str]:
     """Back the files up for `--rollback RUN_ID` (first copy per run), then prune older runs' copies."""
     keep = KEEP_BACKUPS if keep is None else keep
-    return _copy_commands(f"{BACKUP_ROOT}/{run_id}", paths) + [_prune_command(path, keep) for path in paths]
+    first, *copies = _copy_commands(f"{BACKUP_ROOT}/{run_id}", paths)
+    return [first] + [f"{copy}\n{_prune_command(path, keep)}" for copy, path in zip(copies, paths)]  # one round trip per file
 
 
 def step_dir(run_id: str) -> str:
