@@ -221,7 +221,9 @@ def enforce(item_type: str, params: dict, control_id: str, run_id: str, probes: 
     guard = not DRY_RUN and ctype.touches_login(params, out) and _is_ssh()
     if guard:
         step = step_dir(run_id)
-        yield "\n".join(["set -e", f"rm -rf {shlex.quote(step)}"] + _copy_commands(step, files))
+        # a step dir older than a day is left from an apply that was killed mid-change: its copies go
+        stale = f"find {BACKUP_ROOT} -mindepth 2 -maxdepth 2 -name step -type d -mmin +1440 -exec rm -rf {{}} +"
+        yield "\n".join(["set -e", f"rm -rf {shlex.quote(step)}", f"[ ! -d {BACKUP_ROOT} ] || {stale}"] + _copy_commands(step, files))
     for call in calls:
         yield from _resolve(call.op)._inner(**call.kwargs)
     if guard:

@@ -99,6 +99,9 @@ def test_backups_are_private_and_pruned_to_the_newest(lab):
     host = lab.hosts[-1]
     keep, runs = 3, 5
     shadow_mode = sh(lab, host, "stat -c '%a %U %G' /etc/shadow")
+    # per-change copies left two days ago by an apply that was killed mid-change
+    stale = f"{BACKUPS}/20200101T000000Z-000000/step"
+    sh(lab, host, f"umask 077; mkdir -p {stale}/files/etc && cp -a /etc/shadow {stale}/files/etc/ && touch -d '2 days ago' {stale}")
     done = []
     for _ in range(runs):
         sh(lab, host, "useradd -D -f -1")  # drift the fix corrects by rewriting /etc/default/useradd
@@ -106,6 +109,7 @@ def test_backups_are_private_and_pruned_to_the_newest(lab):
         assert rc == 0 and ops["T-ACCT-001"]["status"] == "changed", ops
         done.append(err.split("run ", 1)[1].split(":", 1)[0])
 
+    assert sh(lab, host, f"ls -d {stale} 2>/dev/null || echo GONE") == "GONE\n"
     copies = sh(lab, host, f"ls -d {BACKUPS}/*/files/etc/shadow").split()
     assert [c.split("/")[5] for c in copies] == done[-keep:], copies
     assert sh(lab, host, f"stat -c '%a %U' {BACKUPS}/*/files/etc/shadow").split("\n")[:-1] == ["600 root"] * keep
