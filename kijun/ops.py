@@ -28,9 +28,11 @@ BACKUP_ROOT = "/var/lib/kijun/backup"
 KEEP_BACKUPS = 5
 # Seconds before each fresh-login attempt after a change to the login path.
 LOGIN_RETRY_DELAYS = (0.5, 1, 2, 3)
+LOGIN_TIMEOUT = 45  # seconds for one fresh login (connect, host key, auth, `true`)
 RESTORE_TIMEOUT = 120  # seconds for restoring and reloading through the open session
 REVERTED = "reverted (would lock out)"
 LOGIN_LOST = "login lost: restoring the files did not bring it back"
+NOT_APPLIED = "not applied: the host's login was lost earlier"
 # (host key, operation name) -> (reason, detail) of a login-path change that failed its fresh login.
 OUTCOMES: dict[tuple[str, str], tuple[str, str]] = {}
 _LOCKED: set[str] = set()  # hosts whose login could not be restored: no further changes
@@ -159,7 +161,11 @@ def login_works(state, host, args: dict) -> str:
     why = ""
     for delay in LOGIN_RETRY_DELAYS:
         gevent.sleep(delay)
-        why = fresh_login(state, host, args)
+        try:
+            with gevent.Timeout(LOGIN_TIMEOUT):
+                why = fresh_login(state, host, args)
+        except gevent.Timeout:
+            why = f"no login within {LOGIN_TIMEOUT} s"
         if not why:
             return ""
     return why
@@ -198,11 +204,18 @@ def login_guard(state, host, op_name: str, run_id: str) -> bool:  # named so: py
     return False
 
 
+def _refuse(state, host, op_name: str) -> bool:  # named so: pyinfra then passes them
+    OUTCOMES[(f"{id(state)}:{host.name}", op_name)] = (NOT_APPLIED, "an earlier change cost this host its SSH login")
+    host.log_styled(f"{op_name}: {NOT_APPLIED}", fg="red", log_func=logger.error)
+    return False
+
+
 @operation()
 def enforce(item_type: str, params: dict, control_id: str, run_id: str, probes: dict | None = None):
     ctype = REGISTRY[item_type]
     if _host_key() in _LOCKED:
-        raise OperationError("not applied: an earlier change cost this host its SSH login (see above)")
+        yield FunctionCommand(_refuse, (f"{control_id}: {ctype.describe(params)}",), {})
+        return
     out = probe_item(ctype.probes(params), probes)
     verdict = ctype.evaluate(params, out)
     if verdict.status in ("pass", "not-applicable"):
