@@ -27,6 +27,7 @@ LOCKOUT = str(ROOT / "tests/data/lockout-sshd.yaml")
 PRUNE = str(ROOT / "tests/data/backup-prune.yaml")
 NFT = str(ROOT / "tests/data/lockout-nft.yaml")
 PAM = str(ROOT / "tests/data/lockout-pam.yaml")
+KEYS = str(ROOT / "tests/data/lockout-keys.yaml")
 BACKUPS = "/var/lib/kijun/backup"
 REVERTED = "reverted (would lock out)"
 
@@ -92,6 +93,17 @@ def test_a_pam_lockout_is_reverted_like_an_sshd_one(lab):
     rc, ops, _ = apply_json("-b", PAM, "--limit", host.name)
     assert rc == 1 and ops["T-PAMLOCK-001"]["status"] == "failed" and ops["T-PAMLOCK-001"]["reason"] == REVERTED, ops
     assert sh(lab, host, "ls /etc/nologin 2>/dev/null || echo ABSENT") == "ABSENT\n"
+    assert operator_ok(host)
+
+
+def test_an_authorized_keys_owner_change_is_reverted(lab):
+    """Metadata only: sshd (StrictModes) refuses a key file owned by another user."""
+    host = lab.hosts[-1]
+    keys = "/home/kijun/.ssh/authorized_keys"
+    before = sh(lab, host, f"stat -c '%a %U %G' {keys}")
+    rc, ops, _ = apply_json("-b", KEYS, "--limit", host.name)
+    assert rc == 1 and ops["T-KEYLOCK-001"]["status"] == "failed" and ops["T-KEYLOCK-001"]["reason"] == REVERTED, ops
+    assert sh(lab, host, f"stat -c '%a %U %G' {keys}") == before
     assert operator_ok(host)
 
 
