@@ -5,7 +5,7 @@ from __future__ import annotations
 from shlex import quote
 
 from kijun.controls import kinds
-from kijun.controls.base import ControlType, OpCall, Verdict, not_applicable, register, verdict
+from kijun.controls.base import ControlType, OpCall, Verdict, not_applicable, on_login_path, register, verdict
 
 
 def stat_probe(path: str) -> dict[str, str]:
@@ -59,6 +59,16 @@ class FileMode(ControlType):
         if "group" in p:
             kwargs["group"] = p["group"]
         return [OpCall(op, kwargs, f"{p['path']} mode {kwargs['mode']}")]
+
+    def files(self, p, out=None):
+        # A regular file is copied with its owner and mode, so rollback and the login guard can put
+        # them back (an authorized_keys owned by someone else refuses the key). Directories are not
+        # copied: their metadata change is still checked by the guard, but cannot be restored.
+        o = (out or {}).get(f"stat.{p['path']}")
+        return [p["path"]] if o is not None and o.rc == 0 and parse_stat(o.stdout)[3].startswith("regular") else []
+
+    def touches_login(self, p, out=None):
+        return on_login_path(p["path"])
 
     def describe(self, p):
         return f"{p['path']} mode <= {p['mode']}"
