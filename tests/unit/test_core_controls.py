@@ -51,7 +51,7 @@ def test_file_mode_is_a_ceiling(tmp_path):
     assert v.status == "fail" and "0644" in v.observed
     assert judge("file_mode", path=str(f), mode="0644", owner="nobody").status == "fail"
     assert judge("file_mode", path=str(tmp_path / "gone"), mode="0600").status == "fail"
-    assert judge("file_mode", path=str(tmp_path / "gone"), mode="0600", missing_ok=True).status == "not-applicable"
+    assert judge("file_mode", path=str(tmp_path / "gone"), mode="0600", missing_ok=True).status == "pass"
 
 
 def test_file_content_compares_text_and_mode(tmp_path):
@@ -98,7 +98,10 @@ def test_kmod_blacklist_needs_both_blacklist_and_install_false():
     no_proc = ProbeOutput("cat: /proc/modules: No such file", 1)
     assert ctype.evaluate(p, {"modprobe.conf": ProbeOutput(only_blacklist, 0), "kmod.loaded": no_proc}).status == "fail"
     v = ctype.evaluate(p, {"modprobe.conf": ProbeOutput(both, 0), "kmod.loaded": no_proc})
-    assert v.status == "pass" and "modprobe.d only" in v.observed
+    # the ban is on disk but whether the module is loaded cannot be seen: never a pass
+    assert v.status == "not-applicable" and "/proc/modules" in v.reason
+    v = ctype.evaluate(p, {"modprobe.conf": ProbeOutput(both, 0), "kmod.loaded": ProbeOutput("", 0)})
+    assert v.status == "pass" and "install usb_storage /bin/false" in v.evidence
     loaded = ProbeOutput("usb_storage 81920 0 - Live 0x0\n", 0)
     assert ctype.evaluate(p, {"modprobe.conf": ProbeOutput(both, 0), "kmod.loaded": loaded}).status == "fail"
 
