@@ -8,6 +8,7 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     file_content,
     file_mode,
     fim,
+    host_firewall,
     inactive_accounts,
     kmod_blacklist,
     log_retention,
