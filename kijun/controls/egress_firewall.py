@@ -12,7 +12,7 @@ import json
 
 from kijun.controls.base import ControlType, OpCall, Verdict, error, register, verdict
 from kijun.controls.setting import file_probe
-from kijun.controls.service import Service
+from kijun.controls.service import Service, unit_props
 from kijun.controls.package import Package
 
 TABLE = "kijun_egress"
@@ -154,7 +154,7 @@ def _boot_state(p, out) -> tuple[list[str], str]:
         problems.append(f"{MAIN} does not include it")
     note = ""
     if out["fact.systemd"].stdout.strip() == "yes":
-        enabled = (out["systemctl.nftables"].stdout.splitlines() or [""])[0].strip()
+        enabled = unit_props(out, "nftables").get("UnitFileState", "")
         if enabled != "enabled":
             problems.append(f"nftables.service {enabled or 'unknown'} (not loaded at boot)")
     else:

@@ -119,7 +119,7 @@ def test_ops_then_probe_pass(root):
 def _out(nft: ProbeOutput, route: str = "") -> dict:
     return {"nft.kijun_egress": nft, "ip.route4.default": ProbeOutput(route, 0),
             f"file.{ef.DROPIN}": ProbeOutput(ef.render(P), 0), f"file.{ef.MAIN}": ProbeOutput(ef.INCLUDE, 0),
-            "fact.systemd": ProbeOutput("yes", 0), "systemctl.nftables": ProbeOutput("disabled\ninactive", 0)}
+            "fact.systemd": ProbeOutput("yes", 0), "systemctl.nftables": ProbeOutput("Id=x.service\nLoadState=loaded\nActiveState=inactive\nUnitFileState=disabled\n", 0)}
 
 
 def test_hand_built_edge_cases():
@@ -139,5 +139,5 @@ def test_systemd_host_needs_nftables_enabled():
     out = _out(ProbeOutput(loaded.stdout, 0))
     v = T.evaluate({**P, "no_default_route": False}, out)
     assert v.status == "fail" and "nftables.service disabled" in v.observed
-    out["systemctl.nftables"] = ProbeOutput("enabled\nactive", 0)
+    out["systemctl.nftables"] = ProbeOutput("Id=x.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n", 0)
     assert T.evaluate({**P, "no_default_route": False}, out).status == "pass"

@@ -111,11 +111,11 @@ def test_service_without_systemd_is_not_applicable_never_pass():
     p = {"name": "auditd", "enabled": True}
     no = {"fact.systemd": ProbeOutput("no", 0), "systemctl.auditd": ProbeOutput("", 1)}
     assert ctype.evaluate(p, no).status == "not-applicable"
-    yes = {"fact.systemd": ProbeOutput("yes", 0), "systemctl.auditd": ProbeOutput("disabled\ninactive", 0)}
+    yes = {"fact.systemd": ProbeOutput("yes", 0), "systemctl.auditd": ProbeOutput("Id=x.service\nLoadState=loaded\nActiveState=inactive\nUnitFileState=disabled\n", 0)}
     assert ctype.evaluate(p, yes).status == "fail"
-    yes["systemctl.auditd"] = ProbeOutput("enabled\nactive", 0)
+    yes["systemctl.auditd"] = ProbeOutput("Id=x.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n", 0)
     assert ctype.evaluate(p, yes).status == "pass"
-    off = {"fact.systemd": ProbeOutput("yes", 0), "systemctl.telnet": ProbeOutput("Failed to get unit file state\ninactive", 0)}
+    off = {"fact.systemd": ProbeOutput("yes", 0), "systemctl.telnet": ProbeOutput("Id=telnet.service\nLoadState=not-found\nActiveState=inactive\nUnitFileState=\n", 0)}
     assert ctype.evaluate({"name": "telnet", "enabled": False}, off).status == "pass"
 
 

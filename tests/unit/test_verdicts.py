@@ -41,7 +41,7 @@ def test_fail_beats_not_applicable_and_pass_needs_every_item():
     out = {"dpkg.status": ProbeOutput("", 0), "fact.systemd": ProbeOutput("no", 0), "systemctl.auditd": ProbeOutput("", 1)}
     assert evaluate_control(pc, out).status == "fail"
     out = {"dpkg.status": ProbeOutput("auditd\tii \t1\n", 0), "fact.systemd": ProbeOutput("yes", 0),
-           "systemctl.auditd": ProbeOutput("enabled\nactive", 0)}
+           "systemctl.auditd": ProbeOutput("Id=x.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n", 0)}
     assert evaluate_control(pc, out).status == "pass"
 
 
@@ -101,3 +101,22 @@ def test_container_probe_runs_here():
     known = ("systemd-detect-virt -c: ", "/run/.containerenv", "/.dockerenv", "/run/systemd/container: ",
              "/proc/sys mounted read-only", "no /proc/modules")
     assert all(l.startswith(known) for l in out["fact.container"].stdout.splitlines())
+
+
+def show(name):  # systemctl show output: written from systemd 252's format (no booted systemd host here)
+    return ProbeOutput((HOSTOUT / f"systemctl-show-{name}.txt").read_text(), 0)
+
+
+def test_service_judged_on_systemctl_show():
+    t = REGISTRY["service"]
+    p = {"name": "auditd", "enabled": True}
+    yes = ProbeOutput("yes", 0)
+    v = t.evaluate(p, {"fact.systemd": yes, "systemctl.auditd": show("auditd-running")})
+    assert v.status == "pass" and "UnitFileState=enabled" in v.evidence
+    v = t.evaluate(p, {"fact.systemd": yes, "systemctl.auditd": show("auditd-disabled")})
+    assert v.status == "fail" and v.reason == "auditd is disabled, inactive, expected enabled, active"
+    v = t.evaluate({"name": "telnet", "enabled": False}, {"fact.systemd": yes, "systemctl.telnet": show("telnet-notfound")})
+    assert v.status == "pass" and "not installed" in v.observed
+    v = t.evaluate(p, {"fact.systemd": yes, "systemctl.auditd": ProbeOutput("Failed to connect to bus", 1)})
+    assert v.status == "error"  # garbled output is never a pass
+    assert t.probes({"name": "a;b", "enabled": True})["systemctl.a;b"].endswith("-- 'a;b'; true")  # quoted
