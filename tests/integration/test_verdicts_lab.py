@@ -1,0 +1,155 @@
+"""Verdicts an auditor can sign (issue 14), on real chroot lab hosts: break a measure behind kijun's
+back, see the control fail with its reason, `kijun apply` fixes it, a second apply changes nothing.
+
+Chroot lab hosts have no systemd, share the VM's kernel (/proc/sys read-only) and cannot reach the
+audit interface: those parts must come out not-applicable with the reason, never pass.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kijun.lab.hosts import exec_in
+
+from test_apply_check import INVENTORY, ROOT, kijun
+
+
+def subset(tmp_path: Path, ids: set[str], item_params: dict | None = None, **variables) -> str:
+    data = yaml.safe_load((ROOT / "baselines/nisc-core.yaml").read_text(encoding="utf-8"))
+    data["controls"] = [c for c in data["controls"] if c["id"] in ids]
+    for c in data["controls"]:
+        for i in c["items"]:
+            i.update((item_params or {}).get(i["type"], {}))
+    data["variables"].update(variables)
+    path = tmp_path / "subset.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return str(path)
+
+
+def result(baseline: str, host, control_id: str) -> dict:
+    r = kijun("check", "-i", INVENTORY, "-b", baseline, "--limit", host.address, "--no-store", "--format", "json")
+    assert r.returncode in (0, 1), r.stdout[-2000:] + r.stderr[-2000:]
+    hosts = json.loads(r.stdout)["hosts"]
+    return next(res for h in hosts for res in h["results"] if res["control_id"] == control_id)
+
+
+def apply(baseline: str, host) -> list[dict]:
+    r = kijun("apply", "-i", INVENTORY, "-b", baseline, "--limit", host.address, "--no-store", "--no-verify",
+              "--format", "json")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return [op for o in json.loads(r.stdout) for op in o["ops"]]
+
+
+def item(res: dict, status_word: str) -> dict:
+    return next(i for i in res["items"] if status_word in (i.get("expected", "") + i.get("reason", "")))
+
+
+def test_firewall_judged_on_the_loaded_ruleset(lab, tmp_path):
+    host = lab.hosts[0]
+    b = subset(tmp_path, {"NISC-NET-002"})
+    apply(b, host)
+    res = result(b, host, "NISC-NET-002")
+    fw = item(res, "input chain")
+    assert fw["status"] == "pass", fw
+    assert "chain inet kijun_input input: hook input prio 0 policy drop" in fw["evidence"]
+    # boot loading (nftables.service) cannot be seen without systemd: the control is not a pass
+    assert res["status"] == "not-applicable" and "systemd is not PID 1" in res["reason"], res
+
+    exec_in(host.name, "nft flush ruleset", state_dir=lab.state_dir, check=True)  # files untouched
+    res = result(b, host, "NISC-NET-002")
+    assert res["status"] == "fail" and "no input chain restricts IPv4 and IPv6" in res["reason"], res
+
+    changed = [op for op in apply(b, host) if op["status"] == "changed"]
+    assert changed, "apply did not reload the ruleset"
+    assert item(result(b, host, "NISC-NET-002"), "input chain")["status"] == "pass"
+    assert not [op for op in apply(b, host) if op["status"] == "changed"], "second apply changed something"
+
+    # an operator's extra opening in another drop-policy table does not matter, one in kijun's chain does
+    exec_in(host.name, "nft add rule inet kijun_input input tcp dport 8080 accept", state_dir=lab.state_dir, check=True)
+    res = result(b, host, "NISC-NET-002")
+    assert res["status"] == "fail" and "accept beyond the allow list" in res["reason"]
+    assert "tcp dport 8080 accept" in res["evidence"]
+    apply(b, host)
+    assert item(result(b, host, "NISC-NET-002"), "input chain")["status"] == "pass"
+
+
+def test_kernel_bound_items_are_not_applicable_with_what_was_seen(lab, tmp_path):
+    host = lab.hosts[0]
+    b = subset(tmp_path, {"NISC-HARDEN-001", "NISC-USB-001", "NISC-AUDIT-001"})
+    res = result(b, host, "NISC-HARDEN-001")
+    assert res["status"] == "not-applicable"
+    assert all(i["reason"].startswith("host is a container (/proc/sys mounted read-only)") for i in res["items"]), res
+    ops = apply(b, host)  # nothing for the kernel's sysctls: apply cannot change them here
+    assert not [op for op in ops if op["control_id"] == "NISC-HARDEN-001" and op["status"] != "unchanged"], ops
+    usb = result(b, host, "NISC-USB-001")
+    assert usb["status"] == "not-applicable" and "loaded modules cannot be observed" in usb["reason"], usb
+    exec_in(host.name, "rm -f /etc/modprobe.d/kijun-usb-storage.conf", state_dir=lab.state_dir, check=True)
+    usb = result(b, host, "NISC-USB-001")
+    assert usb["status"] == "fail" and "not banned" in usb["reason"]  # the on-disk ban apply can fix
+    apply(b, host)
+    assert result(b, host, "NISC-USB-001")["status"] == "not-applicable"
+    # an installed auditd beside a service nobody can observe: never "pass — installed: auditd"
+    aud = result(b, host, "NISC-AUDIT-001")
+    assert aud["status"] == "not-applicable" and "systemd is not PID 1" in aud["reason"], aud
+
+
+def test_audit_rules_on_disk_judged_loaded_part_not_applicable(lab, tmp_path):
+    host = lab.hosts[0]  # class I: immutable wanted
+    b = subset(tmp_path, {"NISC-AUDIT-003"})
+    apply(b, host)
+    res = result(b, host, "NISC-AUDIT-003")
+    assert res["status"] == "not-applicable", res
+    assert "Operation not permitted" in res["reason"] and "loaded rules cannot be observed" in res["reason"]
+    exec_in(host.name, "sed -i '/shadow/d' /etc/audit/rules.d/60-kijun-identity.rules; rm -f /etc/audit/rules.d/99-kijun-finalize.rules",
+            state_dir=lab.state_dir, check=True)
+    res = result(b, host, "NISC-AUDIT-003")
+    assert res["status"] == "fail" and "/etc/shadow" in res["reason"] and "no -e 2" in res["reason"], res
+    apply(b, host)
+    assert result(b, host, "NISC-AUDIT-003")["status"] == "not-applicable"
+    text = exec_in(host.name, "cat /etc/audit/rules.d/99-kijun-finalize.rules", state_dir=lab.state_dir).stdout
+    assert "-e 2" in text.splitlines()
+
+
+@pytest.fixture
+def ntp_server(lab):
+    """chronyd on the second lab host serving its own clock (local stratum 8) to the lab bridge only."""
+    srv = lab.hosts[1]
+    exec_in(srv.name, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q chrony >/dev/null 2>&1 && "
+            "printf 'local stratum 8\\nallow all\\n' > /etc/chrony/kijun-test-server.conf && "
+            "chronyd -x -f /etc/chrony/kijun-test-server.conf", state_dir=lab.state_dir, check=True, timeout=300)
+    yield srv
+    exec_in(srv.name, "kill $(cat /run/chrony/chronyd.pid)", state_dir=lab.state_dir)
+
+
+def test_time_sync_judged_on_chronyd_tracking(lab, tmp_path, ntp_server):
+    import time
+
+    host = lab.hosts[0]
+    # the lab's offline repo has chrony, not systemd-timesyncd (the baseline's first choice)
+    b = subset(tmp_path, {"NISC-TIME-001"}, {"time_sync": {"any_of": ["chrony"]}}, ntp_server=ntp_server.address)
+    apply(b, host)  # installs chrony and writes the source; no systemd to start it here
+    res = result(b, host, "NISC-TIME-001")
+    assert res["status"] == "not-applicable" and "no time daemon answers" in res["reason"], res
+    # an admin starts chronyd (-x: the clock is the VM's); it follows the lab server
+    exec_in(host.name, "chronyd -x", state_dir=lab.state_dir, check=True)
+    try:
+        for _ in range(30):
+            res = result(b, host, "NISC-TIME-001")
+            if res["status"] == "pass":
+                break
+            time.sleep(2)
+        assert res["status"] == "pass", res
+        assert f"chrony synchronised to" in res["observed"] and ntp_server.address in res["observed"]
+        # the source file removed behind kijun's back: fail, apply writes it again
+        exec_in(host.name, "rm /etc/chrony/sources.d/kijun.sources", state_dir=lab.state_dir, check=True)
+        res = result(b, host, "NISC-TIME-001")
+        assert res["status"] == "fail" and "servers not configured" in res["reason"], res
+        apply(b, host)
+        assert result(b, host, "NISC-TIME-001")["status"] == "pass"
+        assert not [op for op in apply(b, host) if op["status"] == "changed"]
+    finally:
+        exec_in(host.name, "kill $(cat /run/chrony/chronyd.pid)", state_dir=lab.state_dir)
