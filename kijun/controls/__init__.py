@@ -16,6 +16,7 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     password_policy,
     patch_state,
     service,
+    shell_timeout,
     setting,
     sshd_option,
     sysctl,
