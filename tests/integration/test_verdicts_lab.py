@@ -153,3 +153,44 @@ def test_time_sync_judged_on_chronyd_tracking(lab, tmp_path, ntp_server):
         assert not [op for op in apply(b, host) if op["status"] == "changed"]
     finally:
         exec_in(host.name, "kill $(cat /run/chrony/chronyd.pid)", state_dir=lab.state_dir)
+
+
+def test_fim_database_schedule_and_recent_run(lab, tmp_path):
+    host = lab.hosts[1]
+    b = subset(tmp_path, {"NISC-FIM-001"})
+    apply(b, host)  # installs AIDE, initialises the database, runs one check (logged)
+    res = result(b, host, "NISC-FIM-001")
+    # the check ran (AIDE's log says when); whether cron runs it cannot be seen without systemd
+    assert res["status"] == "not-applicable", res
+    assert "whether cron runs /etc/cron.daily/dailyaidecheck cannot be observed" in res["reason"]
+    assert "Start timestamp:" in res["evidence"]
+    exec_in(host.name, "rm -f /var/lib/aide/aide.db /var/log/aide/aide.log*", state_dir=lab.state_dir, check=True)
+    res = result(b, host, "NISC-FIM-001")
+    assert res["status"] == "fail" and "database /var/lib/aide/aide.db missing or empty" in res["reason"]
+    assert "no AIDE check ran" in res["reason"], res
+    apply(b, host)
+    assert result(b, host, "NISC-FIM-001")["status"] == "not-applicable"
+    assert not [op for op in apply(b, host) if op["status"] == "changed"], "second apply changed something"
+
+
+def test_locked_account_with_a_key_is_not_disabled(lab, tmp_path):
+    host = lab.hosts[1]
+    b = subset(tmp_path, {"NISC-ACCT-001"})
+    sd = lab.state_dir
+    exec_in(host.name, "useradd -m -s /bin/bash erin && usermod -p '$6$salt$hash' erin && "
+            "chage -d $(( $(date +%s) / 86400 - 400 )) erin && usermod -L erin && mkdir -p /home/erin/.ssh && "
+            "echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBw6DQCk7gE3FQXlWvT4mrqY9b4qNqO6G0x0QbNvG1Qm erin@laptop' "
+            "> /home/erin/.ssh/authorized_keys", state_dir=sd, check=True)
+    res = result(b, host, "NISC-ACCT-001")
+    assert res["status"] == "fail" and "erin (SSH key in /home/erin/.ssh/authorized_keys; shell /bin/bash)" in res["reason"], res
+    apply(b, host)
+    res = result(b, host, "NISC-ACCT-001")
+    assert res["status"] == "pass", res
+    assert exec_in(host.name, "getent shadow erin | cut -d: -f8", state_dir=sd).stdout.strip() == "1"  # expired
+    assert not [op for op in apply(b, host) if op["status"] == "changed"], "second apply changed something"
+    # an admin re-enables the account behind kijun's back (password still locked, key still there)
+    exec_in(host.name, "chage -E -1 erin", state_dir=sd, check=True)
+    res = result(b, host, "NISC-ACCT-001")
+    assert res["status"] == "fail" and "SSH key in /home/erin/.ssh/authorized_keys" in res["reason"], res
+    apply(b, host)
+    assert result(b, host, "NISC-ACCT-001")["status"] == "pass"
