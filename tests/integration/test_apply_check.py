@@ -43,6 +43,7 @@ def lab_baseline(tmp_path_factory) -> str:
         if c["items"]:
             controls.append(c)
     data["controls"] = controls
+    data["variables"]["patch_security_sources"] = ["file:/srv/kijun-repo"]  # the lab's offline repo is its mirror
     path = tmp_path_factory.mktemp("baseline") / "nisc-core-lab.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return str(path)
