@@ -12,6 +12,7 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     host_firewall,
     inactive_accounts,
     kmod_blacklist,
+    log_forwarding,
     log_retention,
     package,
     password_policy,
