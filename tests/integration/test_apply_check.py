@@ -21,7 +21,7 @@ from kijun.lab.hosts import exec_in, start_host, stop_host
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = str(ROOT / "inventories/lab.py")
-OFFLINE_UNFIXABLE = {"antivirus"}  # item types that need the internet to pass
+OFFLINE_UNFIXABLE = {"antivirus", "av_scan"}  # item types that need the internet (signatures) to pass
 
 
 def kijun(*args: str, check: bool = False) -> subprocess.CompletedProcess:

@@ -195,3 +195,77 @@ def test_locked_account_with_a_key_is_not_disabled(lab, tmp_path):
     assert res["status"] == "fail" and "SSH key in /home/erin/.ssh/authorized_keys" in res["reason"], res
     apply(b, host)
     assert result(b, host, "NISC-ACCT-001")["status"] == "pass"
+
+
+@pytest.fixture
+def collector(lab):
+    """A TCP syslog collector on the lab bridge address (the controller's side of the lab)."""
+    import socket
+    import threading
+
+    bridge = lab.hosts[0].address.rsplit(".", 1)[0] + ".1"
+    srv = socket.create_server((bridge, 0))
+    srv.settimeout(1)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def serve():
+        conns = []
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+                c.settimeout(0.5)
+                conns.append(c)
+            except OSError:
+                pass
+            for c in conns:
+                try:
+                    data = c.recv(65536)
+                    if data:
+                        received.append(data)
+                except OSError:
+                    pass
+        for c in conns:
+            c.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield bridge, srv.getsockname()[1], received
+    stop.set()
+    t.join(timeout=5)
+    srv.close()
+
+
+def test_auth_logs_arrive_at_the_collector(lab, tmp_path, collector):
+    import secrets
+    import time
+
+    host = lab.hosts[0]
+    address, port, received = collector
+    b = subset(tmp_path, {"NISC-LOG-005"}, log_server=address, log_server_port=port)
+    res = result(b, host, "NISC-LOG-005")
+    assert res["status"] == "fail" and "not forwarded" in res["reason"], res
+    apply(b, host)  # writes the drop-in and starts rsyslogd (no systemd here)
+    res = result(b, host, "NISC-LOG-005")
+    assert res["status"] == "pass", res
+    nonce = secrets.token_hex(8)
+    exec_in(host.name, f"logger -p authpriv.notice kijun-nonce-{nonce}", state_dir=lab.state_dir, check=True)
+    for _ in range(60):
+        if any(nonce.encode() in r for r in received):
+            break
+        time.sleep(0.5)
+    assert any(nonce.encode() in r for r in received), received[-3:]
+    assert not [op for op in apply(b, host) if op["status"] == "changed"], "second apply changed something"
+    # forwarding removed behind kijun's back and rsyslogd stopped
+    exec_in(host.name, f"rm {lf_dropin()}; kill $(cat /run/rsyslogd.pid)", state_dir=lab.state_dir, check=True)
+    time.sleep(1)
+    res = result(b, host, "NISC-LOG-005")
+    assert res["status"] == "fail" and "not forwarded" in res["reason"] and "rsyslogd is not running" in res["reason"]
+    apply(b, host)
+    assert result(b, host, "NISC-LOG-005")["status"] == "pass"
+    exec_in(host.name, "kill $(cat /run/rsyslogd.pid)", state_dir=lab.state_dir)
+
+
+def lf_dropin() -> str:
+    from kijun.controls.log_forwarding import DROPIN
+    return DROPIN
