@@ -269,3 +269,31 @@ def test_auth_logs_arrive_at_the_collector(lab, tmp_path, collector):
 def lf_dropin() -> str:
     from kijun.controls.log_forwarding import DROPIN
     return DROPIN
+
+
+def test_egress_behaviour_probe_on_lab_addresses(lab, tmp_path):
+    """Only lab addresses are targets: two listening ports on the lab bridge, one allowed (the 'proxy')."""
+    import socket
+
+    host = lab.hosts[2] if len(lab.hosts) > 2 else lab.hosts[0]
+    bridge = host.address.rsplit(".", 1)[0] + ".1"
+    proxy, other = socket.create_server((bridge, 0)), socket.create_server((bridge, 0))
+    try:
+        pp, op = proxy.getsockname()[1], other.getsockname()[1]
+        b = subset(tmp_path, {"NISC-NET-001"}, egress_allow_proxy=bridge, egress_proxy_port=pp,
+                   egress_probe_allowed=[{"address": bridge, "port": pp}],
+                   egress_probe_blocked=[{"address": bridge, "port": op}])
+        apply(b, host)
+        res = result(b, host, "NISC-NET-001")
+        assert res["status"] == "pass", res
+        assert f"connect {bridge}:{op}: closed (want closed)" in res["evidence"]
+        assert f"connect {bridge}:{pp}: open (want open)" in res["evidence"]
+        exec_in(host.name, "nft flush ruleset", state_dir=lab.state_dir, check=True)
+        res = result(b, host, "NISC-NET-001")
+        assert res["status"] == "fail" and f"connection to {bridge}:{op} succeeded (must be blocked)" in res["reason"], res
+        apply(b, host)
+        assert result(b, host, "NISC-NET-001")["status"] == "pass"
+    finally:
+        proxy.close()
+        other.close()
+        exec_in(host.name, "nft flush ruleset", state_dir=lab.state_dir)
