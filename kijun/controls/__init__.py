@@ -13,6 +13,7 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     inactive_accounts,
     kmod_blacklist,
     log_forwarding,
+    log_review,
     log_retention,
     package,
     password_policy,

@@ -18,15 +18,21 @@ from kijun.controls.service import has_systemd, show_probe, unit_props
 from kijun.probe import HOST_FACT_PROBES
 
 LOG = "/var/log/clamav/kijun-clamscan.log"
-SCHEDULE_CMD = r"""for f in $(grep -lsE 'clam(d)?scan' /etc/cron.hourly/* /etc/cron.daily/* /etc/cron.weekly/* /etc/cron.monthly/* /etc/cron.d/* /etc/crontab /var/spool/cron/crontabs/*); do
-  echo "cron $(stat -c %a "$f") $f"; done
-if [ -d /run/systemd/system ]; then
-  for s in $(grep -lsE '^ExecStart=.*clam(d)?scan' /etc/systemd/system/*.service /lib/systemd/system/*.service /usr/lib/systemd/system/*.service); do
-    t=$(basename "$s" .service).timer
-    echo "timer $(systemctl is-enabled "$t" 2>/dev/null || echo disabled) $(systemctl is-active "$t" 2>/dev/null || echo inactive) $t"
-  done
-fi
-true"""
+def schedule_cmd(pattern: str) -> str:
+    """Cron files and (under systemd) timers of services whose command matches PATTERN (an ERE, no quotes)."""
+    q = shlex.quote(pattern)
+    return (f"for f in $(grep -lsE {q} /etc/cron.hourly/* /etc/cron.daily/* /etc/cron.weekly/* /etc/cron.monthly/* "
+            "/etc/cron.d/* /etc/crontab /var/spool/cron/crontabs/*); do\n"
+            '  echo "cron $(stat -c %a "$f") $f"; done\n'
+            "if [ -d /run/systemd/system ]; then\n"
+            f"  for s in $(grep -lsE {shlex.quote('^ExecStart=.*' + pattern)} /etc/systemd/system/*.service "
+            "/lib/systemd/system/*.service /usr/lib/systemd/system/*.service); do\n"
+            '    t=$(basename "$s" .service).timer\n'
+            '    echo "timer $(systemctl is-enabled "$t" 2>/dev/null || echo disabled) $(systemctl is-active "$t" 2>/dev/null || echo inactive) $t"\n'
+            "  done\nfi\ntrue")
+
+
+SCHEDULE_CMD = schedule_cmd("clam(d)?scan")
 LAST_CMD = "date +%s; date +%z; grep -hs '^End Date:' /var/log/clamav/*.log | sort | tail -n 1; true"
 RUN_PARTS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # run-parts skips names with dots (e.g. *.dpkg-old)
 
