@@ -107,11 +107,14 @@ class AuditWatch(ControlType):
         """("ok" | "fail" | "unobservable", why, evidence lines) for the kernel's loaded rules."""
         st, lst = out["auditctl.s"], out["auditctl.l"]
         text = (st.stdout + "\n" + lst.stdout).strip()
+        if container_signs(out):
+            # The audit subsystem is not namespaced: the host's auditd records for its containers.
+            seen = text.splitlines()[0] if text else "no answer"
+            return "unobservable", container_reason(out, f"audit rules are the host kernel's (auditctl: {seen})"), [text]
         if st.rc != 0 or lst.rc != 0:
-            if any(u in text for u in UNREACHABLE) or container_signs(out):
+            if any(u in text for u in UNREACHABLE):
                 seen = text.splitlines()[0] if text else "no answer"
-                why = f"the audit interface cannot be reached ({seen}): loaded rules cannot be observed"
-                return "unobservable", container_reason(out, why) if container_signs(out) else why, [text]
+                return "unobservable", f"the audit interface cannot be reached ({seen}): loaded rules cannot be observed", [text]
             return "fail", f"auditctl failed: {text[:200]}", [text]
         status = audit_status(st.stdout)
         ev = [f"auditctl -s: enabled {status.get('enabled', '?')} pid {status.get('pid', '?')}"]
