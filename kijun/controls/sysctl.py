@@ -82,7 +82,8 @@ class Sysctl(ControlType):
         ok = running == want and saved == want
         why = [] if ok else [w for w, bad in ((f"running value {running} is not {want}", running != want),
                                                 (f"persisted value {saved or 'unset'} is not {want}", saved != want)) if bad]
-        return Verdict("pass" if ok else "fail", observed, f"{key}={want} running and persisted", "; ".join(why), ev)
+        return Verdict("pass" if ok else "fail", observed, f"{key}={want} running and persisted",
+                       f"{key}: {', '.join(why)}" if why else "", ev)
 
     def operations(self, p, out):
         if self._container(p, out):
