@@ -3,6 +3,7 @@
 from kijun.controls.base import REGISTRY, ControlType, OpCall, ProbeOutput, get  # noqa: F401
 from kijun.controls import (  # noqa: F401  (registration side effects)
     antivirus,
+    apparmor,
     audit_watch,
     av_scan,
     egress_firewall,
