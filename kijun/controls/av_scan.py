@@ -103,6 +103,7 @@ class AvScan(ControlType):
         cron_active = systemd and parsers.unit_active(unit_props(out, "cron"))
         now, last, line = last_scan(out["avscan.last"].stdout)
         age = (now - last) / 86400 if now is not None and last is not None else None
+        age = None if age is not None and age < -1 else age  # a record "from the future" proves nothing
         return {"cron": cron, "timers": timers, "cron_active": cron_active, "systemd": systemd, "age": age, "line": line}
 
     def evaluate(self, p, out):

@@ -3,8 +3,8 @@
 aide-common always ships dailyaidecheck.timer, so a unit file proves nothing. Scheduled means: the timer
 is enabled and active (systemd), or an executable cron script that runs aide and does not step aside
 for systemd (Debian's /etc/cron.daily/dailyaidecheck exits at once when systemd runs) with cron active.
-Ran means: the timer's last trigger or the newest "Start timestamp" in AIDE's log is younger than
-`max_age_days`. Without systemd whether cron runs cannot be observed: that part is not-applicable.
+Ran means: the timer's last trigger, the newest "Start timestamp" in AIDE's log, or the database's own
+build (an `aide --init` scan: right after it there is nothing to compare) is younger than `max_age_days`. Without systemd whether cron runs cannot be observed: that part is not-applicable.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ RUN_ONCE = ("mkdir -p /var/log/aide && { aide --config /etc/aide/aide.conf --che
             "rc=$?; [ $rc -lt 14 ]; }")
 
 
-def size_probe(path: str) -> dict[str, str]:
-    return {f"size.{path}": f"stat -c %s {sh_quote(path)}"}
+def db_probe(path: str) -> dict[str, str]:
+    return {f"aide.db.{path}": f"stat -c '%s %Y' {sh_quote(path)}"}
 
 
 def timers(p) -> list[str]:
@@ -82,7 +82,7 @@ class Fim(ControlType):
     }
 
     def probes(self, p):
-        probes = {"dpkg.status": HOST_FACT_PROBES["dpkg.status"], **size_probe(p["database"]),
+        probes = {"dpkg.status": HOST_FACT_PROBES["dpkg.status"], **db_probe(p["database"]),
                   "aide.log": LOG_CMD, "fact.epoch": EPOCH_CMD, **show_probe("cron")}
         for path in p["schedule"]:
             probes.update(stat_probe(path))
@@ -110,8 +110,9 @@ class Fim(ControlType):
 
     def _state(self, p, out) -> dict:
         missing = [x for x in p["packages"] if x not in installed_packages(out)]
-        db = out[f"size.{p['database']}"]
-        db_ok = db.rc == 0 and db.stdout.strip().isdigit() and int(db.stdout.strip()) > 0
+        db = out[f"aide.db.{p['database']}"]
+        words = db.stdout.split() if db.rc == 0 else []
+        db_ok = len(words) == 2 and words[0].isdigit() and int(words[0]) > 0 and words[1].isdigit()
         scheduled, unobservable, ev, runs = [], "", [], []
         cron_scripts = self._effective_crons(p, out)
         if has_systemd(out):
@@ -133,10 +134,14 @@ class Fim(ControlType):
         if log_run:
             runs.append(log_run)
             ev.append(f"{LOG}: {out['aide.log'].stdout.strip()}")
+        if db_ok:
+            runs.append(float(words[1]))
+            ev.append(f"{p['database']}: built @{words[1]} (aide --init)")
         try:
             now = float(out["fact.epoch"].stdout.strip())
         except ValueError:
             now = None
+        runs = [r for r in runs if now and r <= now + 86400]  # a run "in the future" proves nothing
         age_days = (now - max(runs)) / 86400 if runs and now else None
         return {"missing": missing, "db_ok": db_ok, "scheduled": scheduled, "cron_scripts": cron_scripts,
                 "unobservable": unobservable, "age_days": age_days, "ev": ev}

@@ -70,6 +70,7 @@ class LogReview(ControlType):
         cron_active = systemd and parsers.unit_active(unit_props(out, "cron"))
         now, last, line = last_report(out["logreview.last"].stdout)
         age = (now - last) / 86400 if now is not None and last is not None else None
+        age = None if age is not None and age < -1 else age  # a record "from the future" proves nothing
         return {"cron": cron, "timers": timers, "scheduled": timers + (cron if cron_active else []),
                 "systemd": systemd, "age": age, "line": line}
 

@@ -25,7 +25,7 @@ P = {"packages": ["aide", "aide-common"], "database": "/var/lib/aide/aide.db", "
 DEBIAN_CRON = "".join(f"/etc/cron.daily/dailyaidecheck:{l}\n"
                       for l in (HOSTOUT / "cron-daily-dailyaidecheck-debian.sh").read_text().splitlines())
 AIDE_LOG = (HOSTOUT / "aide-check-changed.txt").read_text().splitlines()[0]  # Start timestamp: 2026-11-29 20:05:31 +0000
-LOG_EPOCH = 1764446731  # that timestamp
+LOG_EPOCH = 1795982731  # that timestamp
 TIMER = (HOSTOUT / "systemctl-show-dailyaidecheck-timer.txt").read_text()  # LastTriggerUSec=@1764390000
 
 
@@ -33,9 +33,10 @@ def show(unit, state="enabled", active="active", last=""):
     return ProbeOutput(f"Id={unit}\nLoadState=loaded\nActiveState={active}\nUnitFileState={state}\nLastTriggerUSec={last}\n", 0)
 
 
-def out(systemd: bool, now: float, log: str = "", timer: ProbeOutput | None = None, cron_active=True):
+def out(systemd: bool, now: float, log: str = "", timer: ProbeOutput | None = None, cron_active=True,
+        db_built: int = 1764000000):  # the database's mtime: built by aide --init, long before "now" here
     o = {"dpkg.status": ProbeOutput("aide\tii \t0.19.1\naide-common\tii \t0.19.1\n", 0),
-         "size./var/lib/aide/aide.db": ProbeOutput("123456", 0), "aide.log": ProbeOutput(log, 0),
+         "aide.db./var/lib/aide/aide.db": ProbeOutput(f"123456 {db_built}", 0), "aide.log": ProbeOutput(log, 0),
          "fact.epoch": ProbeOutput(str(int(now)), 0), "fact.systemd": ProbeOutput("yes" if systemd else "no", 0),
          "systemctl.cron": show("cron.service", active="active" if cron_active else "inactive"),
          "systemctl.dailyaidecheck.timer": timer or ProbeOutput(TIMER, 0),
@@ -78,7 +79,7 @@ def test_without_systemd_cron_is_unobservable_but_the_log_is_judged():
     assert v.reason == "systemd is not PID 1: whether cron runs /etc/cron.daily/dailyaidecheck cannot be observed"
     assert "Start timestamp: 2026-11-29 20:05:31 +0000" in v.evidence
     v = T.evaluate(P, out(False, now=LOG_EPOCH + 600))
-    assert v.status == "fail" and "(no run recorded)" in v.reason
+    assert v.status == "fail" and "no AIDE check ran in the last 2 day(s) (last 370.2 days ago)" in v.reason
 
 
 def test_fresh_root_gets_everything(root):
@@ -92,3 +93,11 @@ def test_fresh_root_gets_everything(root):
     root.write("/etc/cron.daily/aide", fim.CRON_SCRIPT, 0o755)
     assert root.sh("sh -n /etc/cron.daily/aide", check=False).returncode == 0
     assert "/etc/cron.daily/aide" in T._effective_crons(P, run_probes(T.probes(P), root.runner()))
+
+
+def test_a_database_built_within_the_window_counts_as_the_latest_run():
+    """Right after aide --init there is nothing to compare: the init scan is the newest integrity state."""
+    now = LOG_EPOCH + 600
+    v = T.evaluate(P, out(False, now=now, db_built=LOG_EPOCH))
+    assert v.status == "not-applicable" and "/var/lib/aide/aide.db: built @" in v.evidence
+    assert not any(op.name == "run the AIDE check once now" for op in T.operations(P, out(False, now=now, db_built=LOG_EPOCH)))
