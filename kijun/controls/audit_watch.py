@@ -92,7 +92,7 @@ class AuditWatch(ControlType):
     def probes(self, p):
         return {"dpkg.status": HOST_FACT_PROBES["dpkg.status"], **file_probe(self._file(p)),
                 "audit.rules.d": RULESD_CMD, "auditctl.l": LOADED_CMD, "auditctl.s": STATUS_CMD,
-                "fact.container": HOST_FACT_PROBES["fact.container"]}
+                "fact.container": HOST_FACT_PROBES["fact.container"], "fact.systemd": HOST_FACT_PROBES["fact.systemd"]}
 
     def _want(self, p) -> list[str]:
         return [x.rstrip("/") or "/" for x in p["paths"]]
@@ -156,20 +156,30 @@ class AuditWatch(ControlType):
 
     def operations(self, p, out):
         f = sh_quote(self._file(p))
-        ops = [] if "auditd" in installed_packages(out) else \
-            Package().operations({"state": "present", "names": ["auditd"]}, out)
-        # Append per rule rather than rewrite: several items may share one rules file.
-        cmds = [f"mkdir -p /etc/audit/rules.d && touch {f} && chmod 0640 {f}"]
-        cmds += [f"grep -qxF -e {sh_quote(rule(x, p['key']))} {f} || printf '%s\\n' {sh_quote(rule(x, p['key']))} >> {f}"
-                 for x in self._missing(p, out)]
-        if p.get("immutable"):
+        installed = "auditd" in installed_packages(out)
+        ops = [] if installed else Package().operations({"state": "present", "names": ["auditd"]}, out)
+        missing = self._missing(p, out)
+        flag, _ = enable_flag(parsers.grep_dump(out["audit.rules.d"].stdout))
+        cmds = []
+        if missing or not installed:
+            # Append per rule rather than rewrite: several items may share one rules file.
+            cmds = [f"mkdir -p /etc/audit/rules.d && touch {f} && chmod 0640 {f}"]
+            cmds += [f"grep -qxF -e {sh_quote(rule(x, p['key']))} {f} || printf '%s\\n' {sh_quote(rule(x, p['key']))} >> {f}"
+                     for x in missing]
+        if p.get("immutable") and flag != "2":
             cmds.append(f"printf '%s\\n' '# kijun: rules immutable until reboot' '-e 2' > {sh_quote(FINALIZE)}")
-        # pid file, not pgrep: lab hosts share a PID namespace and must not see each other's auditd.
-        # Once immutable (enabled 2) the kernel refuses new rules until reboot: do not fail the run on it.
-        cmds.append('if [ -f /run/auditd.pid ] && kill -0 "$(cat /run/auditd.pid)" 2>/dev/null; then '
-                    'if auditctl -s | grep -qx "enabled 2"; then echo "kijun: audit rules immutable; loaded at next boot" >&2; '
-                    'else augenrules --load; fi; fi')
-        ops.append(OpCall("kijun.ops.shell", {"commands": cmds}, f"audit watches ({p['key']})"))
+        loaded = self._loaded(p, out)[0] if installed else "fail"
+        if loaded == "fail" or cmds:
+            # Start auditd where systemd can; load the rules where it runs. Pid file, not pgrep: lab hosts
+            # must not see each other's auditd. Immutable (enabled 2) rules load at the next boot only.
+            cmds.append("if [ -d /run/systemd/system ]; then systemctl enable --now auditd; fi; "
+                        'if [ -f /run/auditd.pid ] && kill -0 "$(cat /run/auditd.pid)" 2>/dev/null; then '
+                        'if auditctl -s | grep -qx "enabled 2"; then echo "kijun: audit rules immutable; loaded at next boot" >&2; '
+                        'else augenrules --load; fi; fi')
+        if loaded == "fail" and not cmds[:-1] and out["fact.systemd"].stdout.strip() != "yes":
+            return ops  # only the daemon is missing and nothing here can start it: say so in the verdict, change nothing
+        if cmds:
+            ops.append(OpCall("kijun.ops.shell", {"commands": cmds}, f"audit watches ({p['key']})"))
         return ops
 
     def files(self, p, out=None):

@@ -158,5 +158,15 @@ def test_class_i_immutable_on_disk_and_loaded():
     # a later file turning it back off wins
     off = fin + "/etc/audit/rules.d/99-zz-local.rules:-e 1\n"
     assert "last -e: 1" in T.evaluate(p, {**INSTALLED, "audit.rules.d": ProbeOutput(off, 0), **running(loaded, "2")}).reason
-    cmds = T.operations(p, {**INSTALLED, "audit.rules.d": ON_DISK, **running(loaded)})[-1].kwargs["commands"]
+    cmds = T.operations(p, {**INSTALLED, "audit.rules.d": ON_DISK, **running(loaded),
+                            "fact.systemd": ProbeOutput("yes", 0)})[-1].kwargs["commands"]
     assert any("-e 2" in c and aw.FINALIZE in c for c in cmds)
+
+
+def test_apply_changes_nothing_when_only_a_daemon_nobody_can_start_is_missing():
+    st = ProbeOutput((HOSTOUT / "auditctl-s-vm-no-auditd.txt").read_text(), 0)
+    base = {**INSTALLED, "audit.rules.d": ON_DISK, "auditctl.s": st, "auditctl.l": ProbeOutput("No rules\n", 0),
+            "fact.container": ProbeOutput("", 0)}
+    assert T.operations(IDENT, {**base, "fact.systemd": ProbeOutput("no", 0)}) == []
+    (op,) = T.operations(IDENT, {**base, "fact.systemd": ProbeOutput("yes", 0)})
+    assert "systemctl enable --now auditd" in op.kwargs["commands"][-1]
