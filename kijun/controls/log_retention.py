@@ -78,12 +78,7 @@ class Stanza:
 
 
 def split_files(grep_out: str) -> dict[str, list[str]]:
-    files: dict[str, list[str]] = {}
-    for line in grep_out.splitlines():
-        path, sep, text = line.partition(":")
-        if sep and path.startswith("/"):
-            files.setdefault(path, []).append(text)
-    return files
+    return {path: [ln.text for ln in lines] for path, lines in parsers.grep_dump(grep_out).items()}
 
 
 def _apply(opts: Opts, words: list[str], idx: int, st: Stanza | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from kijun import parsers
 from kijun.controls.base import ControlType, OpCall, Verdict, error, register, sh_quote, verdict
 from kijun.controls.confparse import read_setting
 from kijun.controls.inactive_accounts import PASSWD, account_probes, exempt_accounts, human_accounts, parse_shadow
@@ -64,12 +65,9 @@ def pwquality_value(out, key: str) -> tuple[str | None, str]:
         if v is not None:
             return v, PWQ
     value, source = None, ""
-    by_file: dict[str, list[str]] = {}
-    for line in out["pwquality.conf.d"].stdout.splitlines():
-        path, _, text = line.partition(":")
-        by_file.setdefault(path, []).append(text)
+    by_file = parsers.grep_dump(out["pwquality.conf.d"].stdout)
     for path in sorted(by_file):
-        v = read_setting("\n".join(by_file[path]), key, "=")
+        v = parsers.setting(by_file[path], key, "=")[0]
         if v is not None:
             value, source = v, path
     return value, source

@@ -35,10 +35,9 @@ DROPINS = {
 
 def configured_servers(grep_out: str, package: str) -> list[str]:
     servers = []
-    for line in grep_out.splitlines():
-        path, _, text = line.partition(":")
-        if not path.startswith(CONFIGS.get(package, ())):
-            continue
+    for line in (ln for path, lines in parsers.grep_dump(grep_out).items()
+                 if path.startswith(CONFIGS.get(package, ())) for ln in lines):
+        text = line.text
         words = text.split("#", 1)[0].split()
         if not words:
             continue
