@@ -30,7 +30,9 @@ def state(text: str) -> tuple[str, int]:
 @register
 class AppArmor(ControlType):
     name = "apparmor"
-    params_schema = {"type": "object", "properties": {}}
+    params_schema = {"type": "object", "properties": {
+        "min_enforced": {"type": "integer", "minimum": 1, "default": 1,
+                         "description": "profiles that must be in enforce mode"}}}
 
     def probes(self, p):
         return {"apparmor.state": STATE_CMD, "fact.container": HOST_FACT_PROBES["fact.container"],
@@ -39,14 +41,15 @@ class AppArmor(ControlType):
     def evaluate(self, p, out):
         answer, enforced = state(out["apparmor.state"].stdout)
         ev = parsers.evidence(out["apparmor.state"].stdout.splitlines(), "aa-enabled; aa-status")
-        expected = "AppArmor enabled in the kernel with at least one profile in enforce mode"
+        expected = f"AppArmor enabled in the kernel with at least {p.get('min_enforced', 1)} profile(s) in enforce mode"
         if container_signs(out):
             return not_applicable(container_reason(out, f"AppArmor is the host kernel's (aa-enabled: {answer or '?'})"), ev)
         observed = f"aa-enabled: {answer or '?'}; {enforced} profile(s) in enforce mode"
         if answer != "Yes":
             return Verdict("fail", observed, expected, f"AppArmor is not enabled ({answer or 'no answer'})", ev)
-        if enforced < 1:
-            return Verdict("fail", observed, expected, "no AppArmor profile is in enforce mode", ev)
+        if enforced < p.get("min_enforced", 1):
+            return Verdict("fail", observed, expected, "no AppArmor profile is in enforce mode" if not enforced else
+                           f"only {enforced} AppArmor profile(s) in enforce mode (want {p['min_enforced']})", ev)
         return Verdict("pass", observed, expected, "", ev)
 
     def operations(self, p, out):
