@@ -228,7 +228,10 @@ class EgressFirewall(ControlType):
             return Verdict("fail", "nftables not installed", expected)
         if nft.rc != 0:
             if "No such file or directory" in nft.stdout:
-                return Verdict("fail", f"table inet {TABLE} not loaded", expected)
+                seen, ev = behaviour(p, out)  # what the host can reach without kijun's table
+                problems = [f"table inet {TABLE} not loaded"] + seen
+                return Verdict("fail", "; ".join(problems), expected, "; ".join(problems),
+                               parsers.evidence(ev) if ev else "")
             return error(f"nft list failed: {nft.stdout.strip()[:200]}")
         try:
             problems = judge_table(json.loads(nft.stdout), p)

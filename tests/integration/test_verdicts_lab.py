@@ -271,29 +271,36 @@ def lf_dropin() -> str:
     return DROPIN
 
 
-def test_egress_behaviour_probe_on_lab_addresses(lab, tmp_path):
-    """Only lab addresses are targets: two listening ports on the lab bridge, one allowed (the 'proxy')."""
-    import socket
+LISTEN = ("setsid python3 -c 'import socket,time; s=socket.create_server((\"0.0.0.0\", {port})); time.sleep(600)' "
+          ">/dev/null 2>&1 & echo $! > /tmp/kijun-listen.pid")
 
-    host = lab.hosts[2] if len(lab.hosts) > 2 else lab.hosts[0]
-    bridge = host.address.rsplit(".", 1)[0] + ".1"
-    proxy, other = socket.create_server((bridge, 0)), socket.create_server((bridge, 0))
+
+def test_egress_behaviour_probe_on_lab_addresses(lab, tmp_path):
+    """Only lab addresses are targets: a listener on one lab host is the allowed 'proxy', one on another must
+    be unreachable. The controller (admin network) stays allowed: see the report on sessions the table cuts."""
+    host, proxy_host, other_host = lab.hosts[2], lab.hosts[0], lab.hosts[1]
+    controller = host.address.rsplit(".", 1)[0] + ".1"
+    sd = lab.state_dir
+    exec_in(proxy_host.name, LISTEN.format(port=3128), state_dir=sd, check=True)
+    exec_in(other_host.name, LISTEN.format(port=3129), state_dir=sd, check=True)
     try:
-        pp, op = proxy.getsockname()[1], other.getsockname()[1]
-        b = subset(tmp_path, {"NISC-NET-001"}, egress_allow_proxy=bridge, egress_proxy_port=pp,
-                   egress_probe_allowed=[{"address": bridge, "port": pp}],
-                   egress_probe_blocked=[{"address": bridge, "port": op}])
+        b = subset(tmp_path, {"NISC-NET-001"}, egress_allow_internal=f"{controller}/32",
+                   egress_allow_proxy=proxy_host.address, egress_proxy_port=3128,
+                   egress_probe_allowed=[{"address": proxy_host.address, "port": 3128}],
+                   egress_probe_blocked=[{"address": other_host.address, "port": 3129}])
+        res = result(b, host, "NISC-NET-001")  # no firewall yet: the must-be-blocked listener answers
+        assert res["status"] == "fail" and f"connection to {other_host.address}:3129 succeeded (must be blocked)" in res["reason"], res
         apply(b, host)
         res = result(b, host, "NISC-NET-001")
         assert res["status"] == "pass", res
-        assert f"connect {bridge}:{op}: closed (want closed)" in res["evidence"]
-        assert f"connect {bridge}:{pp}: open (want open)" in res["evidence"]
-        exec_in(host.name, "nft flush ruleset", state_dir=lab.state_dir, check=True)
+        assert f"connect {other_host.address}:3129: closed (want closed)" in res["evidence"]
+        assert f"connect {proxy_host.address}:3128: open (want open)" in res["evidence"]
+        exec_in(host.name, "nft flush ruleset", state_dir=sd, check=True)
         res = result(b, host, "NISC-NET-001")
-        assert res["status"] == "fail" and f"connection to {bridge}:{op} succeeded (must be blocked)" in res["reason"], res
+        assert res["status"] == "fail" and f"connection to {other_host.address}:3129 succeeded (must be blocked)" in res["reason"], res
         apply(b, host)
         assert result(b, host, "NISC-NET-001")["status"] == "pass"
     finally:
-        proxy.close()
-        other.close()
-        exec_in(host.name, "nft flush ruleset", state_dir=lab.state_dir)
+        exec_in(host.name, "nft flush ruleset", state_dir=sd)
+        for h in (proxy_host, other_host):
+            exec_in(h.name, "kill $(cat /tmp/kijun-listen.pid)", state_dir=sd)
