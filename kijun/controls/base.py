@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from kijun.controls import kinds
 from kijun.model import ProbeOutput, Verdict
 
 # Files a fresh SSH login depends on (sshd, PAM, accounts, sudo, host firewall). `sshd -t` accepts a
@@ -76,6 +77,7 @@ REGISTRY: dict[str, ControlType] = {}
 
 
 def register(cls: type[ControlType]) -> type[ControlType]:
+    kinds.guard_strings(cls.params_schema)  # the mechanism, not each type's diligence
     REGISTRY[cls.name] = cls()
     return cls
 
