@@ -206,10 +206,10 @@ class PasswordPolicy(ControlType):
                                                                 for u in self._long_lived(p, out)]}, "password max age"))
         if not ok["admins"]:
             limit = int(p.get("admin_max_days", p["max_days"]))
-            ops.append(OpCall("kijun.ops.shell", {"commands": [f"chage -M {limit} {quote(u)}"
+            ops.append(OpCall("kijun.ops.shell", {"commands": [f"chage -M {limit} -- {quote(u)}"
                                                                 for u in self._admins_long_lived(p, out)]}, "administrators' password max age"))
         if not ok["empty"]:
-            ops.append(OpCall("kijun.ops.shell", {"commands": [f"usermod -L {quote(u)}" for u in self._empty(out)]},
+            ops.append(OpCall("kijun.ops.shell", {"commands": [f"usermod -L -- {quote(u)}" for u in self._empty(out)]},
                               "lock accounts with an empty password"))
         if "remember" in p and not ok["remember"]:
             ops.append(OpCall("kijun.ops.put_text", {"dest": PWHISTORY_PROFILE, "content": pwhistory_profile(int(p["remember"])),

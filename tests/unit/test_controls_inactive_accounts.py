@@ -132,7 +132,7 @@ def test_locked_password_with_an_ssh_key_is_not_disabled(root):
     assert v.status == "fail"
     assert "erin (SSH key in /home/erin/.ssh/authorized_keys; shell /bin/bash)" in v.reason
     (op,) = T.operations(P, out)
-    assert "usermod -L -e 1 'erin'" in op.kwargs["commands"]
+    assert "usermod -L -e 1 -- erin" in op.kwargs["commands"]
     root.sh("usermod -L -e 1 erin")  # what apply runs: expired = disabled, key or not
     v, _ = judge(root)
     assert "not disabled" not in v.reason  # expired: no login by any method
