@@ -22,6 +22,7 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     service,
     setting,
     sshd_option,
+    ssh_access,
     sysctl,
     time_sync,
 )

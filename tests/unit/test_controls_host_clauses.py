@@ -162,3 +162,58 @@ def test_lsblk_layers_decide():
     assert t.evaluate(p, no_proc).status == "error"  # unobservable swap is never a pass
     not_mounted = dict(luks, **{"crypt.mount./srv/secret": ProbeOutput("not a mount point\n", 0)})
     assert "not a mount point" in t.evaluate(p, not_mounted).observed
+
+
+# --- ssh_access (enforceable: AllowGroups in kijun's sshd drop-in) ----------------------------
+
+def ssh_access(root, p):
+    t = REGISTRY["ssh_access"]
+    jsonschema.validate(p, t.params_schema)
+    return t, t.evaluate(p, run_probes(t.probes(p), root.runner()))
+
+
+def test_sshd_without_allowgroups_fails_and_apply_writes_them(root):
+    if root.sh("ls /etc/ssh/ssh_host_*_key", check=False).returncode != 0:
+        root.sh("ssh-keygen -A")  # sshd -T refuses to run without a host key
+    root.sh("mkdir -p /run/sshd")  # nor without its privilege separation directory (made at boot on a host)
+    t, v = ssh_access(root, {"allowed_groups": ["kijun", "sudo"]})
+    assert v.status == "fail" and "AllowGroups not set" in v.observed, v
+    ops = t.operations({"allowed_groups": ["kijun", "sudo"]}, {})
+    assert [o.op for o in ops] == ["kijun.ops.guarded_sshd"] and "'AllowGroups kijun sudo'" in ops[0].kwargs["script"]
+    assert t.touches_login({"allowed_groups": ["kijun"]}, {})  # the login guard reverts it if it locks the operator out
+    root.write("/etc/ssh/sshd_config.d/00-kijun.conf", "AllowGroups kijun sudo\n")
+    t, v = ssh_access(root, {"allowed_groups": ["kijun", "sudo"]})
+    assert v.status == "pass" and v.observed == "AllowGroups kijun sudo", v
+    # sshd adds up AllowGroups from every file: a group slipped in elsewhere shows in the effective config
+    root.write("/etc/ssh/sshd_config.d/50-extra.conf", "AllowGroups users\nAllowUsers alice@10.0.0.0/8\n")
+    t, v = ssh_access(root, {"allowed_groups": ["kijun", "sudo"]})
+    assert v.status == "fail" and "not allowed: users" in v.observed and "AllowUsers alice@10.0.0.0/8" in v.observed, v
+
+
+def test_sshd_t_output_from_a_lab_host_is_judged():
+    # `sshd -T` on a lab host with "AllowGroups kijun sudo / AllowGroups adm / AllowUsers alice@10.0.0.0/8 bob"
+    real = ("port 22\nallowtcpforwarding yes\nallowagentforwarding yes\nallowstreamlocalforwarding yes\n"
+            "allowusers alice@10.0.0.0/8\nallowusers bob\nallowgroups kijun\nallowgroups sudo\nallowgroups adm\n")
+    t = REGISTRY["ssh_access"]
+    v = t.evaluate({"allowed_groups": ["kijun", "sudo", "adm"]}, {"sshd.effective": ProbeOutput(real, 0)})
+    assert v.status == "pass" and v.observed == "AllowGroups kijun sudo adm; AllowUsers alice@10.0.0.0/8 bob", v
+    v = t.evaluate({"allowed_groups": ["kijun"]}, {"sshd.effective": ProbeOutput(real, 0)})
+    assert v.status == "fail" and "not allowed: sudo, adm" in v.observed
+    # allowtcpforwarding / allowagentforwarding are not AllowUsers
+    none = t.evaluate({"allowed_groups": ["kijun"]}, {"sshd.effective": ProbeOutput("port 22\nallowtcpforwarding yes\n", 0)})
+    assert none.status == "fail" and none.observed.startswith("AllowGroups not set") and "AllowUsers" not in none.observed
+
+
+def test_ssh_access_unconfigured_or_unobservable_is_never_pass():
+    t = REGISTRY["ssh_access"]
+    v = t.evaluate({"allowed_groups": []}, {"sshd.effective": ProbeOutput("allowgroups kijun\n", 0)})
+    assert v.status == "not-applicable" and "allowed_groups" in v.reason
+    assert t.operations({"allowed_groups": []}, {}) == []  # nothing guessed, nothing written
+    assert t.evaluate({"allowed_groups": ["kijun"]}, {"sshd.effective": ProbeOutput("NO_SSHD\n", 127)}).status == "not-applicable"
+    assert t.evaluate({"allowed_groups": ["kijun"]}, {"sshd.effective": ProbeOutput("no hostkeys available -- exiting.\n", 1)}).status == "error"
+
+
+@pytest.mark.parametrize("bad", ["kijun sudo", "-oProxyCommand", "a\nAllowUsers *", "$(id)", "g;rm"])
+def test_ssh_access_rejects_group_names_that_are_not_names(bad):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"allowed_groups": [bad]}, REGISTRY["ssh_access"].params_schema)
