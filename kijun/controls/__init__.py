@@ -19,6 +19,7 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     password_policy,
     patch_state,
     privileged_accounts,
+    remote_access,
     service,
     setting,
     sshd_option,

@@ -217,3 +217,77 @@ def test_ssh_access_unconfigured_or_unobservable_is_never_pass():
 def test_ssh_access_rejects_group_names_that_are_not_names(bad):
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"allowed_groups": [bad]}, REGISTRY["ssh_access"].params_schema)
+
+
+# --- remote_access (observe-only) -------------------------------------------------------------
+
+# Captured on a lab host with a python3 listener on 0.0.0.0:5900 / 127.0.0.1:8080 / udp 1194, an
+# `ssh -R` client connected to it and a /dev/ttyACM0 made with mknod.
+SS = """tcp LISTEN 0      128      0.0.0.0:5900 0.0.0.0:* users:(("python3",pid=53,fd=3))
+tcp LISTEN 0      128      0.0.0.0:22   0.0.0.0:* users:(("sshd",pid=36,fd=3))
+tcp LISTEN 0      128    127.0.0.1:8080 0.0.0.0:* users:(("python3",pid=53,fd=4))
+tcp LISTEN 0      128         [::]:22      [::]:* users:(("sshd",pid=36,fd=4))
+udp UNCONN 0      0      0.0.0.0:1194 0.0.0.0:* users:(("python3",pid=53,fd=5))
+"""
+PS = """tini \t/usr/bin/tini -- /bin/sh /run/kijun-lab-init 
+sh \t/bin/sh /run/kijun-lab-init 
+sshd \tsshd: /usr/sbin/sshd -D -e [listener] 0 of 10-100 startups 
+python3 \tpython3 /tmp/hold.py 
+ssh \tssh -N -o BatchMode=yes -o StrictHostKeyChecking=no -R 9000:localhost:22 -p 5900 kijun@127.0.0.1 
+"""
+SS_CLEAN = """tcp LISTEN 0      128      0.0.0.0:22   0.0.0.0:* users:(("sshd",pid=36,fd=3))
+tcp LISTEN 0      128         [::]:22      [::]:* users:(("sshd",pid=36,fd=4))
+"""
+REMOTE = {"allowed_ports": ["tcp/22"], "processes": ["Xvnc", "x11vnc", "autossh", "ngrok"], "modems": True}
+
+
+def test_remote_access_real_lab_output_fails_on_each_mechanism():
+    t = REGISTRY["remote_access"]
+    jsonschema.validate(REMOTE, t.params_schema)
+    out = {"remote.listen": ProbeOutput(SS, 0), "remote.proc": ProbeOutput(PS, 0), "remote.modem": ProbeOutput("/dev/ttyACM0\n", 0)}
+    v = t.evaluate(REMOTE, out)
+    assert v.status == "fail"
+    assert "tcp/5900 (python3)" in v.observed and "udp/1194 (python3)" in v.observed
+    assert "8080" not in v.observed  # loopback-only: unreachable from another host
+    assert "running: ssh -R" in v.observed and "modem devices: /dev/ttyACM0" in v.observed
+    assert t.operations(REMOTE, out) == [] and t.enforceable is False
+    clean = {"remote.listen": ProbeOutput(SS_CLEAN, 0), "remote.proc": ProbeOutput(PS.replace("-R 9000:localhost:22 ", ""), 0),
+             "remote.modem": ProbeOutput("", 0)}
+    ok = t.evaluate(REMOTE, clean)
+    assert ok.status == "pass" and "listening: tcp/22" in ok.observed, ok
+
+
+@pytest.mark.parametrize("cmdline,why", [
+    ("ssh -fNR 9000:localhost:22 gw", "-R"),
+    ("ssh -N -w 0:0 gw", "-w"),
+    ("ssh -oRemoteForward=9000 localhost:22 gw", "-o RemoteForward"),
+    ("ssh -o Tunnel=yes gw", "-o Tunnel"),
+    ("ssh -p 22 -l alice gw", None),
+    ("ssh gw -R", None),  # after the destination it is the remote command's argument
+    ("ssh -i /k/-R gw", None),  # the argument of -i, not an option
+])
+def test_ssh_reverse_forward_and_tunnel_options(cmdline, why):
+    from kijun.controls.remote_access import ssh_tunnel
+    assert ssh_tunnel(cmdline.split()) == why
+
+
+def test_remote_access_vnc_by_comm_or_program_and_unobservable_is_not_pass():
+    t = REGISTRY["remote_access"]
+    p = {"processes": ["Xtigervnc", "autossh"]}
+    v = t.evaluate(p, {"remote.proc": ProbeOutput("Xtigervnc\t/usr/bin/Xtigervnc :1 -rfbport 5901\nautossh\t/usr/lib/autossh/autossh -M 0 gw\n", 0)})
+    assert v.status == "fail" and "Xtigervnc" in v.observed and "autossh" in v.observed
+    assert t.evaluate(p, {"remote.proc": ProbeOutput("NO_PROC\n", 127)}).status == "not-applicable"
+    assert t.evaluate({"allowed_ports": []}, {"remote.listen": ProbeOutput("NO_SS\n", 127)}).status == "not-applicable"
+
+
+def test_remote_access_probes_on_this_machine_run():
+    t = REGISTRY["remote_access"]
+    v = t.evaluate(REMOTE, run_probes(t.probes(REMOTE), local_runner))
+    assert v.status in ("pass", "fail"), v  # the probes run and are judged (what listens here varies)
+
+
+@pytest.mark.parametrize("bad", [{"allowed_ports": ["22"]}, {"allowed_ports": ["tcp/22; id"]}, {"processes": ["-x"]},
+                                 {"processes": ["a b"]}, {}])
+def test_remote_access_rejects_bad_params(bad):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, REGISTRY["remote_access"].params_schema)
