@@ -16,6 +16,7 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     log_retention,
     mail_forwarding,
     package,
+    package_allowlist,
     password_policy,
     patch_state,
     privileged_accounts,

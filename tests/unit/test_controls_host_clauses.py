@@ -291,3 +291,45 @@ def test_remote_access_probes_on_this_machine_run():
 def test_remote_access_rejects_bad_params(bad):
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, REGISTRY["remote_access"].params_schema)
+
+
+# --- package_allowlist (observe-only) ---------------------------------------------------------
+
+def dpkg_names(root) -> list[str]:
+    return root.sh("dpkg-query -W -f '${Package}\\n'").stdout.split()
+
+
+def test_allowlist_of_the_rootfs_passes_and_an_unlisted_package_fails(root):
+    names = dpkg_names(root)
+    assert "openssh-server" in names and len(names) > 50
+    v = judge(root, "package_allowlist", {"approved": names})
+    assert v.status == "pass" and v.observed == f"all {len(names)} installed packages approved", v
+    # patterns cover families of names
+    v = judge(root, "package_allowlist", {"approved": [n for n in names if not n.startswith("lib")] + ["lib*"]})
+    assert v.status == "pass", v
+    v = judge(root, "package_allowlist", {"approved": [n for n in names if n != "openssh-server"]})
+    assert v.status == "fail" and v.observed == "not approved: openssh-server", v
+
+
+def test_removed_package_with_config_files_left_is_not_installed(root):
+    names = dpkg_names(root)
+    root.sh("dpkg --remove openssh-server >/dev/null 2>&1")
+    status = root.sh("dpkg-query -W -f '${db:Status-Abbrev}' openssh-server").stdout
+    assert status.startswith("rc"), status  # config files remain: no software
+    v = judge(root, "package_allowlist", {"approved": [n for n in names if n != "openssh-server"]})
+    assert v.status == "pass", v
+
+
+def test_allowlist_empty_or_no_dpkg_is_never_pass():
+    t = REGISTRY["package_allowlist"]
+    v = t.evaluate({"approved": []}, {"dpkg.installed": ProbeOutput("ii \tnmap\n", 0)})
+    assert v.status == "not-applicable" and "approved package list is empty" in v.reason
+    assert t.evaluate({"approved": ["bash"]}, {"dpkg.installed": ProbeOutput("NO_DPKG\n", 127)}).status == "not-applicable"
+    # dpkg printed nothing usable: no verdict on nothing
+    assert t.evaluate({"approved": ["bash"]}, {"dpkg.installed": ProbeOutput("", 0)}).status == "error"
+
+
+@pytest.mark.parametrize("bad", ["-x", "Bash", "a b", "a;b", "lib*\n"])
+def test_allowlist_rejects_non_package_patterns(bad):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"approved": [bad]}, REGISTRY["package_allowlist"].params_schema)
