@@ -4,6 +4,7 @@ from kijun.controls.base import REGISTRY, ControlType, OpCall, ProbeOutput, get 
 from kijun.controls import (  # noqa: F401  (registration side effects)
     antivirus,
     audit_watch,
+    av_onaccess,
     backup_recent,
     egress_firewall,
     encrypted_storage,

@@ -333,3 +333,46 @@ def test_allowlist_empty_or_no_dpkg_is_never_pass():
 def test_allowlist_rejects_non_package_patterns(bad):
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"approved": [bad]}, REGISTRY["package_allowlist"].params_schema)
+
+
+# --- av_onaccess (observe-only) ---------------------------------------------------------------
+
+# Captured with the probe: a fresh lab host; the same host with OnAccessIncludePath /srv and a process
+# named clamonacc holding a real fanotify group with a mark on /srv; this machine inside `unshare -U`.
+AV_FRESH = "uidmap 0 0 4294967295\n"
+AV_WATCHING = "uidmap 0 0 4294967295\nproc clamonacc 1 1\nproc clamd 0 0\nconf OnAccessIncludePath /srv\n"
+AV_USERNS = "uidmap 0 0 1\ncontainer-file\nproc clamonacc 0 0\nproc clamd 0 0\n"
+AV = {"config": "/etc/clamav/clamd.conf"}
+
+
+def av(text: str, rc: int = 0):
+    return REGISTRY["av_onaccess"].evaluate(AV, {"av.onaccess": ProbeOutput(text, rc)})
+
+
+def test_onaccess_scanner_watching_passes_and_each_missing_part_fails():
+    v = av(AV_WATCHING)
+    assert v.status == "pass" and "1 fanotify marks" in v.observed and "/srv" in v.observed, v
+    fresh = av(AV_FRESH)
+    assert fresh.status == "fail"
+    for part in ("no OnAccessIncludePath/OnAccessMountPath", "clamd not running", "no clamonacc holding a fanotify group"):
+        assert part in fresh.observed
+    # a process named clamonacc that watches nothing is no scanner
+    idle = av(AV_WATCHING.replace("proc clamonacc 1 1", "proc clamonacc 1 0"))
+    assert idle.status == "fail" and "watches nothing" in idle.observed
+    assert av(AV_WATCHING.replace("proc clamonacc 1 1", "proc clamonacc 0 0")).status == "fail"
+
+
+def test_onaccess_in_a_user_namespace_or_container_is_not_applicable():
+    assert av(AV_USERNS).status == "not-applicable"
+    assert av(AV_WATCHING + "container-env\n").status == "not-applicable"
+    assert av("NO_PROC\n", 127).status == "not-applicable"
+
+
+def test_onaccess_probe_runs_here_and_quotes_the_config():
+    t = REGISTRY["av_onaccess"]
+    cmd = t.probes({"config": "/etc/clam av/x'y.conf"})["av.onaccess"]
+    assert "'/etc/clam av/x'\"'\"'y.conf'" in cmd
+    v = t.evaluate(AV, run_probes(t.probes(AV), local_runner))
+    assert v.status in ("fail", "not-applicable"), v  # no on-access scanner on this machine
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"config": "etc/clamd.conf"}, t.params_schema)
