@@ -1,10 +1,11 @@
 """Control types. Importing this package registers every type in REGISTRY."""
 
-from kijun.controls.base import REGISTRY, ControlType, OpCall, ProbeOutput, get  # noqa: F401
 from kijun.controls import (  # noqa: F401  (registration side effects)
     antivirus,
+    apparmor,
     audit_watch,
     av_onaccess,
+    av_scan,
     backup_recent,
     egress_firewall,
     encrypted_storage,
@@ -12,9 +13,12 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     file_mode,
     fim,
     forbidden_tools,
+    host_firewall,
     inactive_accounts,
     kmod_blacklist,
+    log_forwarding,
     log_retention,
+    log_review,
     mail_forwarding,
     package,
     package_allowlist,
@@ -24,8 +28,10 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     remote_access,
     service,
     setting,
+    shell_timeout,
     sshd_option,
     ssh_access,
     sysctl,
     time_sync,
 )
+from kijun.controls.base import REGISTRY, ControlType, OpCall, ProbeOutput, get  # noqa: F401

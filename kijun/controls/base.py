@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from kijun.controls import kinds
 from kijun.model import ProbeOutput, Verdict
 
 # Files a fresh SSH login depends on (sshd, PAM, accounts, sudo, host firewall). `sshd -t` accepts a
@@ -27,6 +28,12 @@ class OpCall:
     op: str  # dotted path, e.g. "pyinfra.operations.server.sysctl" or "kijun.ops.setting"
     kwargs: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+
+
+
+def on_login_path(path: str) -> bool:
+    """A file a fresh SSH login depends on (users' ~/.ssh included: authorized_keys, its modes)."""
+    return str(path).startswith(LOGIN_PATH) or "/.ssh/" in str(path) or str(path).endswith("/.ssh")
 
 
 class ControlType:
@@ -59,7 +66,7 @@ class ControlType:
     def touches_login(self, p: Mapping[str, Any], out: Mapping[str, ProbeOutput] | None = None) -> bool:
         """Whether the operations can stop the operator's next SSH login: apply then opens a fresh
         login after them and restores the files if it fails. Declared through files() by default."""
-        return any(str(f).startswith(LOGIN_PATH) for f in self.files(p, out))
+        return any(on_login_path(f) for f in self.files(p, out))
 
     def describe(self, p: Mapping[str, Any]) -> str:
         """Short human label of the item, used in plans and dry-run output."""
@@ -70,6 +77,7 @@ REGISTRY: dict[str, ControlType] = {}
 
 
 def register(cls: type[ControlType]) -> type[ControlType]:
+    kinds.guard_strings(cls.params_schema)  # the mechanism, not each type's diligence
     REGISTRY[cls.name] = cls()
     return cls
 

@@ -73,3 +73,17 @@ def forbidden_character(value: Any, backslash: bool = True) -> str | None:
         if m:
             return f"{text[:60]!r} contains the control character {m.group()!r} at position {m.start()}: values must be one line"
     return None
+
+
+def guard_strings(schema: dict[str, Any]) -> None:
+    """Give every string leaf of a params schema that has neither a guard nor an enum the NO_CONTROL rule
+    (in place): a parameter added without a kind still cannot carry a second line."""
+    if not isinstance(schema, dict):
+        return
+    for sub in (schema.get("properties") or {}).values():
+        guard_strings(sub)
+    if isinstance(schema.get("items"), dict):
+        guard_strings(schema["items"])
+    types = schema.get("type") if isinstance(schema.get("type"), list) else [schema.get("type")]
+    if "string" in types and "not" not in schema and "enum" not in schema:
+        schema.update(NO_CONTROL)

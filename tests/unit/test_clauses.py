@@ -185,9 +185,9 @@ def test_clauses_command_adds_the_compliance_of_a_stored_run(tmp_path, signer, b
     monkeypatch.chdir(ROOT)
     db = tmp_path / "results.db"
     with Store(db) as st:
-        run_id = st.begin_run({"kind": "check", "baseline": base, "inventory": {"path": "inv.py", "digest": ""}})
-        st.add_host_result(run_id, _host("a", "I", {"NISC-SSH-001": "fail"}, base))
-        st.add_host_result(run_id, _host("b", "IV", {}, base))
+        run_id = st.begin_run({"kind": "check", "baseline": base, "inventory": {"path": "inv.py", "digest": ""}}, signer)
+        st.add_host_result(run_id, _host("a", "I", {"NISC-SSH-001": "fail"}, base), signer)
+        st.add_host_result(run_id, _host("b", "IV", {}, base), signer)
         st.finish_run(run_id, signer)
     res = run_cli("clauses", "--run", "latest", "--store", db, "--format", "json")
     assert res.exit_code == 0, res.output

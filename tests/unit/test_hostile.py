@@ -250,3 +250,14 @@ def test_backup_manifest_keeps_a_backslash_path_on_one_line(tmp_path, monkeypatc
     subprocess.run(["/bin/sh", "-c", script], check=True)
     manifest = (tmp_path / "backup/t1/manifest").read_text().splitlines()
     assert manifest == [f"absent {path}"]
+
+
+def test_rollback_run_id_cannot_leave_the_backup_directory(tmp_path):
+    from kijun import apply, ops
+
+    for bad in ("../../etc", "x; touch y", "a\nb"):
+        with pytest.raises(ValueError):
+            ops.rollback_script(bad)
+        with pytest.raises(InputError):
+            apply.rollback(str(tmp_path / "inventory.py"), bad)
+    assert "20260101T000000Z-0a1b2c" in ops.rollback_script("20260101T000000Z-0a1b2c")

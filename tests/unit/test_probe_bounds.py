@@ -93,17 +93,19 @@ def test_a_script_too_big_for_one_argument_runs_from_stdin_and_probes_cannot_eat
 
 
 def test_ssh_gets_big_scripts_on_stdin_and_the_destination_after_double_dash():
-    from kijun.remote import remote_command, ssh_argv
+    from kijun.remote import Unreachable, remote_command, ssh_argv
 
     small, stdin = remote_command("echo hi", sudo=True)
     assert small == "sudo /bin/sh -c 'echo hi'" and stdin is None
     big = "echo x\n" * 30000
     command, stdin = remote_command(big, sudo=True)
     assert stdin == big.encode() and command == "sudo /bin/sh -c 'eval \"$(cat)\" </dev/null'"
-    target = HostTarget("-oProxyCommand=x", ssh={"hostname": "-oProxyCommand=x", "user": "kijun", "port": 2222,
-                                                  "key": "/k", "config_file": "/cfg", "known_hosts": "/kh"})
+    target = HostTarget("h1", ssh={"hostname": "h1.example.go.jp", "user": "kijun", "port": 2222,
+                                   "key": "/k", "config_file": "/cfg", "known_hosts": "/kh"})
     argv = ssh_argv(target, command)
-    assert argv[-3:] == ["--", "-oProxyCommand=x", command]
+    assert argv[-3:] == ["--", "h1.example.go.jp", command]
+    with pytest.raises(Unreachable):  # an option-like destination never reaches ssh's argv at all
+        ssh_argv(HostTarget("x", ssh={"hostname": "-oProxyCommand=x"}), command)
     for opt in (["-F", "/cfg"], ["-i", "/k"], ["-o", "User=kijun"], ["-o", "Port=2222"], ["-o", "BatchMode=yes"],
                 ["-o", "UserKnownHostsFile=/kh"], ["-o", "StrictHostKeyChecking=yes"]):
         assert any(argv[i:i + 2] == opt for i in range(len(argv))), opt
@@ -158,10 +160,10 @@ def test_drift_and_report_tables_strip_escape_sequences_from_stored_host_text(tm
     evil = "\x1b]0;owned\x07\x1b[2J\x1b[1;1HPermitRootLogin no\x1b[8m"
     with Store(db) as st:
         for observed, status in (("PermitRootLogin no", "pass"), (evil, "fail")):
-            run = st.begin_run({"kind": "check"})
+            run = st.begin_run({"kind": "check"}, signer)
             st.add_host_result(run, HostResult("web1", "I", "", "", "", [], True, "", "2026-11-29T00:00:00Z",
                                                "2026-11-29T00:00:01Z", {},
-                                               [ControlResult("NISC-SSH-001", status, observed, "no")]))
+                                               [ControlResult("NISC-SSH-001", status, observed, "no")]), signer)
             st.finish_run(run, signer)
     out = CliRunner().invoke(main, ["drift", "--store", db]).output
     assert "PermitRootLogin no" in out and "\x1b" not in out and "\x07" not in out
