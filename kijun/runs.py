@@ -295,7 +295,12 @@ class _sealed_on_error:
 
 def host_entry(outcome, target, verified=None) -> dict[str, Any]:
     """One host of an apply-type report: its changes, and (after apply) the re-verification's results."""
-    changes = [{"control_id": op.control_id, "name": op.name, "status": op.status, "detail": op.detail,
+    from kijun.report import CHANGE_STATUSES
+
+    # an operation left "pending" (pyinfra stopped before it) did not happen: it is on record as failed
+    changes = [{"control_id": op.control_id, "name": op.name,
+                "status": op.status if op.status in CHANGE_STATUSES else "failed",
+                "detail": op.detail or ("" if op.status in CHANGE_STATUSES else "not executed"),
                 "reason": op.reason} for op in outcome.ops]
     if verified is not None:
         entry = asdict(verified)

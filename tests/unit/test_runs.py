@@ -160,3 +160,12 @@ def test_cli_apply_stores_and_signs_even_when_hosts_are_unreachable(keys, tmp_pa
     assert report["summary"]["unreachable"] == 1 and report["inventory"]["path"] == str(inv)
     ok = kijun(["verify", "--store", keys["store"], "--key", keys["key"]], tmp_path)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_an_operation_pyinfra_never_ran_is_stored_as_failed(keys):
+    stopped = HostApply("web1", True, "", [OpOutcome("A", "A: x", "pending")])
+    entry = runs.host_entry(stopped, TARGET)
+    assert entry["changes"] == [{"control_id": "A", "name": "A: x", "status": "failed", "detail": "not executed",
+                                 "reason": ""}]
+    report = stored_run(keys, "apply", [entry])
+    assert report["summary"]["changes"] == {"failed": 1} and report_errors(report) == []
