@@ -196,7 +196,7 @@ def _apply_waivers(waiver_set, hosts) -> None:
               help="Backup copies kept on each host per file (they include /etc/shadow); older runs' copies are deleted.")
 @store_option
 @key_option
-@click.option("--no-store", is_flag=True)
+@click.option("--no-store", is_flag=True, help="Do not record the run (apply, dry runs and rollbacks are stored and signed by default).")
 @lang_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback_id, tofu, verify, keep_backups,
