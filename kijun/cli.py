@@ -97,14 +97,9 @@ def exit_for(hosts) -> None:
 
 
 def _signer(key_path: str | None):
-    from kijun import signing
-    from kijun.inputs import read_input
+    from kijun import runs as runs_mod
 
-    path = Path(key_path).expanduser() if key_path else signing.default_key_path()
-    if not path.exists():
-        raise InputError(str(path), "", "no signing key: run `kijun keygen` first (or pass --key, or --no-store)")
-    read_input(path, KEY_FILE_LIMIT)  # a regular, small file: a FIFO given as the key must not hang the run
-    return signing.load_private(path)
+    return runs_mod.signer(key_path)
 
 
 key_option = click.option("--key", "key_path", default=None, envvar="KIJUN_SIGNING_KEY", help="Ed25519 signing key (PEM).")
@@ -112,42 +107,6 @@ lang_option = click.option("--lang", type=LANGS, default="en", show_default=True
 inventory_option = click.option("-i", "--inventory", required=True, type=click.Path(), help="pyinfra inventory file.")
 limit_option = click.option("--limit", multiple=True, help="Only these hosts or groups (repeatable).")
 baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.Path(), default=None, help="Baseline YAML file.")
-
-
-class StopOnSignal:
-    """Ctrl-C / SIGTERM during a fleet check: the first stops dispatching (hosts in flight end or time
-    out), a second also cuts the hosts in flight. Handlers only set flags and write to fd 2."""
-
-    def __init__(self):
-        import threading
-
-        self.stop, self.abort = threading.Event(), threading.Event()
-        self._old = {}
-
-    def _handle(self, signum, frame) -> None:
-        import os
-
-        if self.stop.is_set():
-            self.abort.set()
-            msg = "kijun: stopping now: hosts in flight are cut off / 実行中のホストも中断します\n"
-        else:
-            self.stop.set()
-            msg = ("kijun: interrupted: no new hosts; waiting for hosts in flight (again to cut them off) / "
-                   "中断: 新しいホストは開始しません\n")
-        os.write(2, msg.encode())
-
-    def __enter__(self):
-        import signal
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 @main.command()
@@ -173,7 +132,6 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     from kijun import plan, probe
     from kijun import report as report_mod
     from kijun.model import HostTarget
-    from kijun.termsafe import clean
 
     if local == bool(inventory):
         raise click.UsageError("give exactly one of --local or -i INVENTORY")
@@ -188,135 +146,39 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
         _emit(base, hosts, fmt, lang, report)
         exit_for(hosts)
     from kijun import fleet
-    from kijun import inventory as inventory_mod
+    from kijun import runs as runs_mod
 
-    inv = inventory_mod.load(inventory, tuple(limit))
-    for target in list(inv.targets):  # kijun_vars that break a parameter's kind: that host is skipped, with its line
-        try:
-            plan.plan_host(base, target)
-        except InputError as exc:
-            inv.errors.append(exc)
-            inv.targets.remove(target)
+    inv = runs_mod.load_fleet(base, inventory, tuple(limit))
     for err in inv.errors:
         click.echo(f"kijun: error: {err}", err=True)
     if not inv.targets:  # every host was rejected: nothing to check, and no empty run to sign
         sys.exit(2)
-    store = signer = run_id = None
-    if not no_store:
-        from kijun.store import Store
-
-        signer = _signer(key_path)
-        store = Store(store_url)
-        # Runs whose process was killed: seal what they kept, but only what this key signed as it went.
-        for stale in store.recover_incomplete(signer, warn=lambda line: click.echo(f"kijun: warning: {line}", err=True)):
-            click.echo(f"kijun: run {stale} was interrupted; sealed as incomplete with the hosts it had checked", err=True)
-        run_id = store.begin_run(
-            {"kind": "check", "baseline": base, "inventory": {"path": inv.path, "digest": inv.digest}}, signer)
-        click.echo(f"run {run_id}: checking {len(inv.targets)} host(s)", err=True)
-    inv_ref = {"path": inv.path, "digest": inv.digest}
-    keeper = _RunKeeper(store, signer, store_url, run_id, base, inv_ref)
-
-    def done(res):
-        _apply_waivers(waiver_set, [res])
-        keeper.add(res)
-        bad = sum(r.status in ("fail", "error") for r in res.results)
-        if res.error == fleet.NOT_CHECKED:
-            line = res.error
-        elif not res.reachable:
-            line = "unreachable: " + res.error
-        elif res.error:
-            line = f"error: {res.error}"
-        else:
-            line = f"{bad} failing control(s)"
-        click.echo(clean(f"  {res.host}: {line}"), err=True)
-
-    with StopOnSignal() as sig:
-        hosts = fleet.check_fleet(base, inv.targets, parallel=parallel, connect_timeout=connect_timeout, on_result=done,
-                                  host_timeout=host_timeout, max_output=max_output, stop=sig.stop, abort=sig.abort)
-        report = keeper.seal(complete=not sig.stop.is_set())
-    _emit(base, hosts, fmt, lang, report)
-    if sig.stop.is_set():
+    run = runs_mod.check(base, inv, tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
+                         host_timeout=host_timeout, max_output=max_output, store_url=store_url, key_path=key_path,
+                         no_store=no_store, waiver_set=waiver_set)
+    hosts, keeper = run.hosts, run.keeper
+    _emit(base, hosts, fmt, lang, run.report)
+    if run.interrupted:
         not_checked = sum(h.error == fleet.NOT_CHECKED for h in hosts)
-        where = f"run {run_id} sealed as incomplete (interrupted)" if keeper.stored else "run interrupted"
+        where = f"run {keeper.run_id} sealed as incomplete (interrupted)" if keeper.stored else "run interrupted"
         click.echo(f"kijun: {where}: {len(hosts) - not_checked} host(s) checked, {not_checked} not checked", err=True)
     if keeper.failure:
         click.echo(f"kijun: error: {keeper.failure}", err=True)
-    if inv.errors or keeper.failure or sig.stop.is_set():
+    if inv.errors or keeper.failure or run.interrupted:
         sys.exit(2)
     exit_for(hosts)
 
 
-class _RunKeeper:
-    """Keeps every host result of a run: in the store, and when the store fails (disk full, database
-    gone) in a spool file next to it, saying so at once with the run id. Nothing collected is lost."""
-
-    def __init__(self, store, signer, store_url, run_id, base, inventory):
-        self.store, self.signer, self.store_url, self.run_id = store, signer, store_url, run_id
-        self.base, self.inventory = base, inventory
-        self.hosts = []
-        self.failure = ""
-        self.spool = None
-        self.spool_error = ""
-        self.stored = store is not None
-
-    def add(self, res) -> None:
-        from kijun.store import StoreError
-
-        self.hosts.append(res)
-        if self.stored:
-            try:
-                self.store.add_host_result(self.run_id, res, self.signer)
-                return
-            except StoreError as exc:
-                self._fail(f"store failed during run {self.run_id}: {exc}")
-        elif self.spool is not None:
-            self._write_spool()
-
-    def seal(self, complete: bool):
-        from kijun import report as report_mod
-        from kijun.store import StoreError
-
-        if self.stored:
-            try:
-                return self.store.finish_run(self.run_id, self.signer, complete=complete)
-            except StoreError as exc:
-                self._fail(f"store failed sealing run {self.run_id}: {exc}")
-        return report_mod.build_report("check", self.hosts, run_id=self.run_id, baseline=self.base,
-                                       inventory=self.inventory, complete=complete and not self.failure)
-
-    def _fail(self, what: str) -> None:
-        self.stored = False
-        self._write_spool()
-        self.failure = (f"{what}; the {len(self.hosts)} host result(s) collected so far and the rest of this run "
-                        f"are kept unsigned in {self.spool}" if self.spool else
-                        f"{what}; could not spool the results either ({self.spool_error}): they are only in this output")
-        click.echo(f"kijun: error: {self.failure}", err=True)
-
-    def _write_spool(self) -> None:
-        from kijun import report as report_mod
-        from kijun import spool
-
-        report = report_mod.build_report("check", self.hosts, run_id=self.run_id, baseline=self.base,
-                                         inventory=self.inventory, complete=False)
-        try:
-            self.spool = spool.write(report, self.store_url, self.spool)
-        except OSError as exc:
-            self.spool_error = str(exc)
-
-
 def _load_waivers(path, base):
-    if not path:
-        return None
-    from kijun import waivers
+    from kijun import runs as runs_mod
 
-    return waivers.load(path, base)
+    return runs_mod.load_waivers(path, base)
 
 
 def _apply_waivers(waiver_set, hosts) -> None:
-    if waiver_set is not None:
-        from kijun import waivers
+    from kijun import runs as runs_mod
 
-        waivers.apply(waiver_set, hosts)
+    runs_mod.apply_waivers(waiver_set, hosts)
 
 
 @main.command()
@@ -334,60 +196,58 @@ def _apply_waivers(waiver_set, hosts) -> None:
               help="Backup copies kept on each host per file (they include /etc/shadow); older runs' copies are deleted.")
 @store_option
 @key_option
-@click.option("--no-store", is_flag=True)
+@click.option("--no-store", is_flag=True, help="Do not record the run (apply, dry runs and rollbacks are stored and signed by default).")
 @lang_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback_id, tofu, verify, keep_backups,
           host_timeout, max_output, store_url, key_path, no_store, lang, fmt) -> None:
-    """Apply the baseline with pyinfra (each host gets the controls of its importance class)."""
-    from kijun import apply as apply_mod
-    from kijun.deploy import new_run_id
+    """Apply the baseline with pyinfra (each host gets the controls of its importance class).
+    Every apply, dry run and rollback is stored and signed like a check (kind apply / dry-run / rollback)."""
+    from kijun import runs as runs_mod
 
     def progress(line):
         from kijun.termsafe import clean
 
         click.echo(clean(f"  {line}"), err=True)  # may carry a host's error text
 
-    _refuse_invalid_hosts(inventory, tuple(limit))
+    inv = _refuse_invalid_hosts(inventory, tuple(limit))
+    store_args = {"store_url": store_url, "key_path": key_path, "no_store": no_store}
     if rollback_id:
-        outcomes = apply_mod.rollback(inventory, rollback_id, tuple(limit), parallel, tofu)
-        _print_apply(outcomes, lang, fmt, dry=False)
-        sys.exit(0 if all(o.reachable and not o.error for o in outcomes) else 1)
+        run = runs_mod.rollback(inv, rollback_id, tuple(limit), parallel=parallel, tofu=tofu, **store_args)
+        _print_apply(run.outcomes, lang, fmt, dry=False)
+        _stored_line(run)
+        sys.exit(2 if run.keeper.failure else 0 if all(o.reachable and not o.error for o in run.outcomes) else 1)
     base = baseline_mod.load(baseline_path or default_baseline())
-    run_id = new_run_id()
-    click.echo(f"run {run_id}: {'dry run' if dry else 'apply'} of {base.id} (rollback with --rollback {run_id})", err=True)
-    outcomes = apply_mod.run(base, inventory, run_id, dry=dry, limit=tuple(limit), parallel=parallel,
-                             fail_percent=fail_percent, tofu=tofu, progress=progress, keep_backups=keep_backups)
-    _print_apply(outcomes, lang, fmt, dry)
-    failed = any((not o.reachable) or o.error or o.controls("failed") for o in outcomes)
-    if not dry and verify:
-        from kijun import fleet
-        from kijun import inventory as inventory_mod
-
-        inv = inventory_mod.load(inventory, tuple(limit))
-        reachable = {o.host for o in outcomes if o.reachable}
-        targets = [t for t in inv.targets if t.name in reachable or t.ssh.get("hostname") in reachable]
-        hosts = fleet.check_fleet(base, targets, parallel=max(parallel, 1), host_timeout=host_timeout,
-                                  max_output=max_output)
+    run = runs_mod.apply(base, inv, tuple(limit), dry=dry, parallel=parallel, fail_percent=fail_percent, tofu=tofu,
+                         verify=verify, keep_backups=keep_backups, host_timeout=host_timeout, max_output=max_output,
+                         progress=progress, **store_args)
+    _print_apply(run.outcomes, lang, fmt, dry)
+    if run.verified:
         from kijun import render
 
-        click.echo(render.results_table(base, hosts, lang) if fmt == "table" else "", nl=fmt == "table")
-        click.echo(render.summary_line(hosts, lang), err=True)
-        failed = failed or any(r.status in ("fail", "error", "unreachable") for h in hosts for r in h.results)
-    sys.exit(1 if failed else 0)
+        click.echo(render.results_table(base, run.verified, lang) if fmt == "table" else "", nl=fmt == "table")
+        click.echo(render.summary_line(run.verified, lang), err=True)
+    _stored_line(run)
+    sys.exit(2 if run.keeper.failure else 1 if run.failed else 0)
 
 
-def _refuse_invalid_hosts(path: str, limit: tuple[str, ...]) -> None:
-    """apply changes hosts: any invalid host (no hosts, duplicate names, bad port or class) stops it before
-    any host is contacted, exit 2. Unlike check it cannot leave one out: pyinfra builds every host's
-    connection at start and dies on one bad port with a traceback."""
-    from kijun import inventory as inventory_mod
+def _stored_line(run) -> None:
+    if run.keeper.failure:
+        click.echo(f"kijun: error: {run.keeper.failure}", err=True)
+    elif run.keeper.stored:
+        click.echo(f"run {run.run_id}: {run.kind} report stored and signed", err=True)
 
-    inv = inventory_mod.load(path, limit)
-    for err in inv.errors:
+
+def _refuse_invalid_hosts(path: str, limit: tuple[str, ...]):
+    """apply changes hosts: any invalid host stops it before any host is contacted, exit 2 (runs.refuse_invalid_hosts)."""
+    from kijun import runs as runs_mod
+
+    inv, errors = runs_mod.refuse_invalid_hosts(path, limit)
+    for err in errors:
         click.echo(f"kijun: error: {err}", err=True)
-    if inv.errors:
+    if errors:
         sys.exit(2)
+    return inv
 
 
 def _print_apply(outcomes, lang, fmt, dry) -> None:
@@ -480,21 +340,31 @@ def verify(store_url, key_path, pub_paths, files) -> None:
 @main.command()
 @store_option
 @click.argument("runs", nargs=-1)
+@click.option("--since", "since_kind", type=click.Choice(["check", "dry-run", "apply"]), default="check",
+              show_default=True, help="Compare the latest check with the run of this kind before it (same inventory and scope).")
+@click.option("-i", "--inventory", default=None, help="The latest check of this inventory (path as given to check).")
 @lang_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def drift(store_url, runs, lang, fmt) -> None:
-    """Compare the latest check run with the previous one (or two given RUN IDs). Exit 0 none, 1 new drift, 2 error."""
+def drift(store_url, runs, since_kind, inventory, lang, fmt) -> None:
+    """Compare the latest check run with the previous one of the same inventory and scope (or two given
+    RUN IDs; a dry run as the older one is read as a prediction). Exit 0 none, 1 new drift, 2 error."""
     from kijun import drift as drift_mod
     from kijun import store as store_mod
 
     with store_mod.Store(store_url) as st:
         if len(runs) == 2:
             old, new = st.get_report(runs[0]), st.get_report(runs[1])
+            if drift_mod.fleet_key(old) != drift_mod.fleet_key(new):
+                click.echo(f"kijun: note: runs {runs[0]} and {runs[1]} cover different inventories or scopes", err=True)
         elif not runs:
-            latest = st.latest(2, kind="check")
-            if len(latest) < 2:
-                raise InputError(st.url, "", "drift needs two stored check runs")
-            new, old = latest[0], latest[1]
+            latest = [r for r in st.latest(10**6 if inventory else 1, kind="check")
+                      if inventory is None or (r.get("inventory") or {}).get("path") == inventory][:1]
+            old = st.previous_of_fleet(latest[0], since_kind) if latest else None
+            if old is None:
+                what = f" of inventory {inventory}" if inventory else ""
+                raise InputError(st.url, "", f"drift needs a stored check run{what} and an earlier {since_kind} run "
+                                             "of the same inventory and scope")
+            new = latest[0]
         else:
             raise click.UsageError("give no run id (latest two) or exactly two run ids")
     d = drift_mod.compare(old, new)

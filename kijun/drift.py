@@ -3,6 +3,13 @@
 A host unreachable in a report tells nothing about its controls, so it is compared as one
 pseudo-control HOST_CHECK (pass when reachable, unreachable when not); its controls are compared
 only while it is reachable in the newer report.
+
+A dry run as the older report is read as a prediction (docs/reports.md, "Drift"): a control with an
+operation that would change is `fail` (it was not in the desired state), one whose operations are all
+unchanged is `pass`, one whose dry run failed is `error`. So "would change" followed by a check's fail is
+still failing (consistent), followed by pass is fixed, and "unchanged" followed by fail is new drift.
+Controls a dry run does not cover (observe-only types have no operation) are left out of that comparison.
+An apply report is read by its re-verification results, like a check.
 """
 
 from __future__ import annotations
@@ -45,14 +52,38 @@ class Drift:
         return asdict(self)
 
 
-def _controls(host: dict[str, Any]) -> dict[str, dict[str, Any]]:
+PREDICTED = {"would-change": "fail", "failed": "error", "unchanged": "pass"}
+
+
+def _predicted(host: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A dry run's operations as control verdicts: the worst operation of each control decides."""
+    order = ("pass", "fail", "error")
+    out: dict[str, dict[str, Any]] = {}
+    for c in host.get("changes") or []:
+        status = PREDICTED.get(c.get("status"), "error")
+        seen = out.get(c["control_id"])
+        if seen is None or order.index(status) > order.index(seen["status"]):
+            observed = {"fail": "would change: ", "error": "dry run failed: "}.get(status, "") + str(c.get("name", ""))
+            out[c["control_id"]] = {"control_id": c["control_id"], "status": status, "observed": observed,
+                                    "reason": c.get("detail", "")}
+    return out
+
+
+def _controls(host: dict[str, Any], kind: str = "check") -> dict[str, dict[str, Any]]:
     reachable = host.get("reachable", True)
     pseudo = {"control_id": HOST_CHECK, "status": "pass" if reachable else "unreachable",
               "observed": "" if reachable else (host.get("error") or "unreachable"), "reason": host.get("error", "")}
     out = {HOST_CHECK: pseudo}
     if reachable:
-        out.update({r["control_id"]: r for r in host.get("results") or []})
+        out.update(_predicted(host) if kind == "dry-run" else {r["control_id"]: r for r in host.get("results") or []})
     return out
+
+
+def fleet_key(report: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """Runs are comparable when they cover the same inventory file and scope (--limit)."""
+    inv = report.get("inventory") or {}
+    scope = report.get("scope") or {}
+    return str(inv.get("path", "")), tuple(sorted(scope.get("limit") or []))
 
 
 def compare(old_report: dict[str, Any], new_report: dict[str, Any]) -> Drift:
@@ -65,10 +96,13 @@ def compare(old_report: dict[str, Any], new_report: dict[str, Any]) -> Drift:
         hosts_new=sorted(new_hosts.keys() - old_hosts.keys()),
         hosts_gone=sorted(old_hosts.keys() - new_hosts.keys()),
     )
+    old_kind, new_kind = old_report.get("kind", "check"), new_report.get("kind", "check")
     for name in sorted(new_hosts):
-        old = _controls(old_hosts[name]) if name in old_hosts else {}
-        for control_id, new in sorted(_controls(new_hosts[name]).items()):
+        old = _controls(old_hosts[name], old_kind) if name in old_hosts else {}
+        for control_id, new in sorted(_controls(new_hosts[name], new_kind).items()):
             before = old.get(control_id)
+            if before is None and old_kind == "dry-run" and name in old_hosts and old_hosts[name].get("reachable", True):
+                continue  # the dry run made no prediction for this control (observe-only)
             change = Change(
                 host=name, control_id=control_id,
                 old_status=before["status"] if before else None, new_status=new["status"],

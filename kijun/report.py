@@ -28,7 +28,8 @@ from kijun.baseline import InputError, json_path
 from kijun.model import STATUSES
 
 FORMAT_VERSION = 1
-KINDS = ("check", "apply", "dry-run", "inspect", "advisory")
+KINDS = ("check", "apply", "dry-run", "rollback", "inspect", "advisory")
+CHANGE_STATUSES = ("would-change", "unchanged", "changed", "failed")  # kijun.apply.OpOutcome.status
 SIGNATURE_KEY = "signature"
 
 # Whole key names (optionally prefixed, e.g. "db_password", "api-token") that must never be stored.
@@ -111,6 +112,7 @@ def host_dict(host: Any) -> dict[str, Any]:
 def summary(hosts: list[Any]) -> dict[str, Any]:
     by_status = {s: 0 for s in STATUSES}
     unreachable = 0
+    changes: dict[str, int] = {}
     for host in hosts:
         h = _plain(host)
         if not h.get("reachable", True):
@@ -118,7 +120,12 @@ def summary(hosts: list[Any]) -> dict[str, Any]:
         for r in h.get("results") or []:
             status = _plain(r)["status"]
             by_status[status] = by_status.get(status, 0) + 1
-    return {"hosts": len(hosts), "unreachable": unreachable, "by_status": by_status}
+        for c in h.get("changes") or []:
+            changes[c["status"]] = changes.get(c["status"], 0) + 1
+    out = {"hosts": len(hosts), "unreachable": unreachable, "by_status": by_status}
+    if changes:  # apply-type runs: operations per outcome (would-change, changed, ...)
+        out["changes"] = changes
+    return out
 
 
 def build_report(
@@ -132,6 +139,7 @@ def build_report(
     baseline: Any = None,
     inventory: Any = None,
     version: str | None = None,
+    scope: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An unsigned, unchained report. The store adds "chain" and "signature" (Store.finish_run)."""
     if kind not in KINDS:
@@ -139,7 +147,7 @@ def build_report(
     host_dicts = [host_dict(h) for h in hosts]
     if finished is None and complete:
         finished = utc_now()
-    return {
+    report = {
         "kijun_report": FORMAT_VERSION,
         "run_id": run_id or new_run_id(),
         "kind": kind,
@@ -152,6 +160,9 @@ def build_report(
         "hosts": host_dicts,
         "summary": summary(host_dicts),
     }
+    if scope is not None:  # which part of the inventory (--limit): drift pairs runs of the same scope
+        report["scope"] = {"limit": sorted(str(x) for x in (scope.get("limit") or []))}
+    return report
 
 
 def _json(obj: Any) -> bytes:
@@ -210,6 +221,8 @@ def _scrub_host_into(h: dict[str, Any], at: str, found: list[str]) -> dict[str, 
         out["results"] = _scrub(h["results"], f"{at}.results", found)
     if "error" in h:
         out["error"] = _scrub(h["error"], f"{at}.error", found)
+    if "changes" in h:  # details carry a host's stderr
+        out["changes"] = _scrub(h["changes"], f"{at}.changes", found)
     return out
 
 

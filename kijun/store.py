@@ -372,14 +372,16 @@ class Store:
             raise StoreError(f"unknown run kind {kind!r} (one of {', '.join(KINDS)})")
         run_id = meta.get("run_id") or new_run_id()
         started = meta.get("started") or utc_now()
-        stored_meta = {k: meta.get(k) for k in ("baseline", "inventory", "version")}
+        stored_meta = {k: meta.get(k) for k in ("baseline", "inventory", "version", "scope")}
         # Normalise now so a bad baseline/inventory fails at the start of a run, not at its end.
         probe = build_report(kind, [], run_id=run_id, started=started, baseline=stored_meta["baseline"],
-                             inventory=stored_meta["inventory"], version=stored_meta["version"])
+                             inventory=stored_meta["inventory"], version=stored_meta["version"],
+                             scope=stored_meta["scope"])
         errors = report_errors(probe, "run meta")
         if errors:
             raise StoreError(str(errors[0]))
-        stored_meta.update(baseline=probe["baseline"], inventory=probe["inventory"], version=probe["tool"]["version"])
+        stored_meta.update(baseline=probe["baseline"], inventory=probe["inventory"], version=probe["tool"]["version"],
+                           scope=probe.get("scope"))
         meta_text = json.dumps(stored_meta)
         signature = sign_record(RUN_RECORD, _run_fields(run_id, kind, started, meta_text), signer)
         with self._transaction():
@@ -450,7 +452,8 @@ class Store:
         complete = complete and not left_out  # a host result of ours edited or removed: the run is not whole
         report = build_report(kind, hosts, run_id=run_id, started=started, finished=finished,
                               complete=complete, baseline=meta.get("baseline"),
-                              inventory=meta.get("inventory"), version=meta.get("version"))
+                              inventory=meta.get("inventory"), version=meta.get("version"),
+                              scope=meta.get("scope"))
         head = self.head()
         sequence, previous = (head[0] + 1, head[1]) if head else (1, None)
         report["chain"] = {"sequence": sequence, "previous": previous}
@@ -590,6 +593,21 @@ class Store:
         params.append(n)
         rows = self._q(sql.replace("SELECT report", "SELECT report, run_id"), tuple(params))
         return [self._loads(r[0], r[1], "report") for r in rows]
+
+    def previous_of_fleet(self, report: dict[str, Any], kind: str = "check") -> dict[str, Any] | None:
+        """The newest complete sealed run of `kind` before `report` that covered the same inventory and
+        scope (drift.fleet_key): a store shared by two fleets never pairs one fleet's run with the other's."""
+        from kijun.drift import fleet_key
+
+        want = fleet_key(report)
+        seq = (report.get("chain") or {}).get("sequence")
+        for run_id, meta_text in self._q(
+                "SELECT run_id, meta FROM kijun_runs WHERE sequence IS NOT NULL AND complete = 1 AND kind = ? "
+                "AND sequence < ? ORDER BY sequence DESC", (kind, seq if isinstance(seq, int) else 2**62)):
+            meta = self._loads(meta_text, run_id, "meta")
+            if isinstance(meta, dict) and fleet_key(meta) == want:
+                return self.get_report(run_id)
+        return None
 
     def head(self) -> tuple[int, str] | None:
         """(sequence, digest) of the newest sealed report: record it elsewhere to detect truncation."""

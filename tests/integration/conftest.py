@@ -86,6 +86,25 @@ def _cannot_run(reason: str):
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def run_records(tmp_path_factory):
+    """apply stores and signs its runs like check (issue 16): runs without --store/--key go to a session
+    store with a session key, never to the operator's own."""
+    from kijun import signing
+
+    if os.environ.get("KIJUN_SIGNING_KEY") or os.environ.get("KIJUN_STORE"):
+        yield
+        return
+    d = tmp_path_factory.mktemp("run-records")
+    os.environ["KIJUN_SIGNING_KEY"] = str(signing.generate_key(d / "ed25519.pem"))
+    os.environ["KIJUN_STORE"] = str(d / "runs.db")
+    try:
+        yield
+    finally:
+        os.environ.pop("KIJUN_SIGNING_KEY", None)
+        os.environ.pop("KIJUN_STORE", None)
+
+
 @pytest.fixture(scope="session")
 def lab():
     if os.geteuid() != 0:
