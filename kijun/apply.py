@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from kijun import ops
 from kijun.baseline import InputError
-from kijun.deploy import host_calls
+from kijun.deploy import RUN_ID, host_calls
 from kijun.inventory import check_connection, target_from_host
 from kijun.model import Baseline
 
@@ -195,7 +195,7 @@ def rollback(inventory_path: str, run_id: str, limit: tuple[str, ...] = (), para
     from pyinfra.api.operations import run_ops
     from pyinfra.api.state import StateStage
 
-    if not ops.RUN_ID.fullmatch(run_id):
+    if not RUN_ID.fullmatch(run_id):
         raise InputError("--rollback", "", f"{run_id!r} is not a kijun run id (like 20260101T000000Z-0a1b2c)")
     state, hosts, rejected = _make_state(inventory_path, limit, parallel, None, tofu)
     _connect(state)

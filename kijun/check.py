@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timezone
+
 from kijun import probe
 from kijun.controls import REGISTRY
-from kijun.model import ProbeOutput
 from kijun.facts import host_facts
-from kijun.model import ControlResult, HostResult, HostTarget, Verdict, worst
+from kijun.model import (
+    ControlResult,
+    HostResult,
+    HostTarget,
+    ProbeOutput,
+    Verdict,
+    worst,
+)
 from kijun.plan import PlannedControl, PlannedItem
 
 
@@ -38,6 +45,9 @@ def evaluate_item(item: PlannedItem, out: Mapping[str, ProbeOutput]) -> Verdict:
         return Verdict("error", reason=f"{item.type}: cannot evaluate: {exc!r}")
     if not v.evidence:
         v.evidence = "; ".join(keys.values())
+    if v.status != "pass" and not v.reason:
+        # An auditor must read why from the verdict itself, not reconstruct it.
+        v.reason = f"{ctype.describe(item.params)}: observed {v.observed or 'nothing'}, expected {v.expected or '?'}"
     garbled = [k for k in keys if out[k].bad_utf8]
     if garbled and v.status not in ("pass", "not-applicable"):
         note = f"output of {', '.join(garbled)} was not valid UTF-8 (bad bytes read as U+FFFD)"
@@ -46,13 +56,16 @@ def evaluate_item(item: PlannedItem, out: Mapping[str, ProbeOutput]) -> Verdict:
 
 
 def evaluate_control(pc: PlannedControl, out: Mapping[str, ProbeOutput]) -> ControlResult:
+    """A control passes only when every item that proves its measure passes.
+
+    An item that could not be observed (not-applicable) leaves the control not-applicable, never a
+    pass beside a passing item (an installed package does not prove a running daemon); fail and error
+    still win over not-applicable.
+    """
     if not pc.applicable:
         return ControlResult(pc.control.id, "not-applicable", "", "", pc.reason)
     verdicts = [evaluate_item(i, out) for i in pc.items]
     status = worst([v.status for v in verdicts])
-    # "not-applicable" for a control means all items were; a mix of pass and n/a is a pass.
-    if status == "not-applicable" and any(v.status == "pass" for v in verdicts):
-        status = "pass"
     shown = [v for v in verdicts if v.status == status] or verdicts
     return ControlResult(
         control_id=pc.control.id,

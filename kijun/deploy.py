@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from kijun import baseline as baseline_mod
@@ -10,6 +11,8 @@ from kijun import check, ops, plan
 from kijun.controls import REGISTRY
 from kijun.inventory import target_from_host
 from kijun.model import Baseline, HostTarget
+
+RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")  # as kijun.report.new_run_id makes them
 
 
 def new_run_id() -> str:
@@ -39,6 +42,8 @@ def deploy_current_host(baseline_path: str | None = None) -> None:
 
     base = baseline_mod.load(baseline_path or os.environ.get("KIJUN_BASELINE", "baselines/nisc-core.yaml"))
     run_id = os.environ.get("KIJUN_RUN_ID") or getattr(state, "kijun_run_id", None)
+    if run_id is not None and not RUN_ID.fullmatch(run_id):  # it names directories in root's shell on hosts
+        raise baseline_mod.InputError("KIJUN_RUN_ID", "environment", f"{run_id!r} is not a kijun run id (like 20261129T194716Z-1a2b3c)")
     if run_id is None:
         run_id = state.kijun_run_id = new_run_id()
     target = target_from_host("inventory", host.name, host.data.dict(), list(host.groups))

@@ -49,3 +49,27 @@ def installed_packages(out: Mapping[str, ProbeOutput]) -> dict[str, str]:
         if len(parts) == 3 and parts[1].startswith("ii"):
             pkgs[parts[0].split(":")[0]] = parts[2]
     return pkgs
+
+
+NO_MODULES = "no /proc/modules"
+
+
+def container_signs(out: Mapping[str, ProbeOutput]) -> list[str]:
+    """Signs that this host is a container (or a namespaced lab host) and shows its host's kernel.
+
+    A kernel without /proc/modules is not by itself a container (a VM kernel may have no loadable
+    modules): that sign only makes loaded modules unobservable (see module_list_missing).
+    """
+    o = out.get("fact.container")
+    if o is None:
+        return []
+    return [ln.strip() for ln in o.stdout.splitlines() if ln.strip() and ln.strip() != NO_MODULES][:5]
+
+
+def module_list_missing(out: Mapping[str, ProbeOutput]) -> bool:
+    o = out.get("fact.container")
+    return o is not None and NO_MODULES in o.stdout.splitlines()
+
+
+def container_reason(out: Mapping[str, ProbeOutput], what: str) -> str:
+    return f"host is a container ({'; '.join(container_signs(out))}): {what}"

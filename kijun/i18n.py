@@ -32,6 +32,8 @@ WORDS: dict[str, dict[str, str]] = {
     "reverted (would lock out)": {"ja": "取消済み（ログインできなくなるため元に戻した）", "en": "reverted (would lock out)"},
     "login lost: restoring the files did not bring it back": {
         "ja": "ログイン不能: ファイルを戻してもログインできない", "en": "login lost: restoring the files did not bring it back"},
+    "not applied: the host's login was lost earlier": {
+        "ja": "未適用: このホストへのログインが先の変更で失われている", "en": "not applied: the host's login was lost earlier"},
 }
 
 

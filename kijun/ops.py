@@ -30,9 +30,11 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # names a backup directo
 KEEP_BACKUPS = 5
 # Seconds before each fresh-login attempt after a change to the login path.
 LOGIN_RETRY_DELAYS = (0.5, 1, 2, 3)
+LOGIN_TIMEOUT = 45  # seconds for one fresh login (connect, host key, auth, `true`)
 RESTORE_TIMEOUT = 120  # seconds for restoring and reloading through the open session
 REVERTED = "reverted (would lock out)"
 LOGIN_LOST = "login lost: restoring the files did not bring it back"
+NOT_APPLIED = "not applied: the host's login was lost earlier"
 # (host key, operation name) -> (reason, detail) of a login-path change that failed its fresh login.
 OUTCOMES: dict[tuple[str, str], tuple[str, str]] = {}
 _LOCKED: set[str] = set()  # hosts whose login could not be restored: no further changes
@@ -84,8 +86,8 @@ def _copy_commands(d: str, paths: list[str]) -> list[str]:
     """Keep the first copy of each file in d (the original) and note files that did not exist.
     Copies are 0600 in 0700 directories (they include /etc/shadow); the file's own mode is noted
     in d/modes and put back on restore."""
-    m = f"{d}/manifest"
-    cmds = [f"umask 077 && mkdir -p {d}/files && chmod 700 {BACKUP_ROOT} && touch {m}"]
+    m, modes = shlex.quote(f"{d}/manifest"), shlex.quote(f"{d}/modes")
+    cmds = [f"umask 077 && mkdir -p {shlex.quote(d + '/files')} && chmod 700 {BACKUP_ROOT} && touch {m}"]
     for path in paths:
         q, copy = shlex.quote(path), shlex.quote(d + "/files" + path)
         cmds.append(
@@ -95,7 +97,7 @@ def _copy_commands(d: str, paths: list[str]) -> list[str]:
             f"printf '%s\\n' {shlex.quote('present ' + path)} >> {m}; "
             # a symlink keeps its own (meaningless) mode: chmod would change the file it points to
             f"elif [ -e {q} ]; then mkdir -p {shlex.quote(d + '/files' + posixpath.dirname(path))} && cp -a {q} {copy} && "
-            f"chmod 600 {copy} && printf '%s %s\\n' \"$(stat -c %a {q})\" {q} >> {d}/modes && "
+            f"chmod 600 {copy} && printf '%s %s\\n' \"$(stat -c %a {q})\" {q} >> {modes} && "
             f"printf '%s\\n' {shlex.quote('present ' + path)} >> {m}; "
             f"else printf '%s\\n' {shlex.quote('absent ' + path)} >> {m}; fi; }}"
         )
@@ -120,7 +122,8 @@ def backup_commands(run_id: str, paths: list[str], keep: int | None = None) -> l
     if not RUN_ID.fullmatch(run_id):
         raise ValueError(f"{run_id!r} is not a kijun run id")
     keep = KEEP_BACKUPS if keep is None else keep
-    return _copy_commands(f"{BACKUP_ROOT}/{run_id}", paths) + [_prune_command(path, keep) for path in paths]
+    first, *copies = _copy_commands(f"{BACKUP_ROOT}/{run_id}", paths)
+    return [first] + [f"{copy}\n{_prune_command(path, keep)}" for copy, path in zip(copies, paths)]  # one round trip per file
 
 
 def step_dir(run_id: str) -> str:
@@ -162,7 +165,11 @@ def login_works(state, host, args: dict) -> str:
     why = ""
     for delay in LOGIN_RETRY_DELAYS:
         gevent.sleep(delay)
-        why = fresh_login(state, host, args)
+        try:
+            with gevent.Timeout(LOGIN_TIMEOUT):
+                why = fresh_login(state, host, args)
+        except gevent.Timeout:
+            why = f"no login within {LOGIN_TIMEOUT} s"
         if not why:
             return ""
     return why
@@ -201,11 +208,18 @@ def login_guard(state, host, op_name: str, run_id: str) -> bool:  # named so: py
     return False
 
 
+def _refuse(state, host, op_name: str) -> bool:  # named so: pyinfra then passes them
+    OUTCOMES[(f"{id(state)}:{host.name}", op_name)] = (NOT_APPLIED, "an earlier change cost this host its SSH login")
+    host.log_styled(f"{op_name}: {NOT_APPLIED}", fg="red", log_func=logger.error)
+    return False
+
+
 @operation()
 def enforce(item_type: str, params: dict, control_id: str, run_id: str, probes: dict | None = None):
     ctype = REGISTRY[item_type]
     if _host_key() in _LOCKED:
-        raise OperationError("not applied: an earlier change cost this host its SSH login (see above)")
+        yield FunctionCommand(_refuse, (f"{control_id}: {ctype.describe(params)}",), {})
+        return
     out = probe_item(ctype.probes(params), probes)
     verdict = ctype.evaluate(params, out)
     if verdict.status in ("pass", "not-applicable"):
@@ -224,7 +238,9 @@ def enforce(item_type: str, params: dict, control_id: str, run_id: str, probes: 
     guard = not DRY_RUN and ctype.touches_login(params, out) and _is_ssh()
     if guard:
         step = step_dir(run_id)
-        yield "\n".join(["set -e", f"rm -rf {shlex.quote(step)}"] + _copy_commands(step, files))
+        # a step dir older than a day is left from an apply that was killed mid-change: its copies go
+        stale = f"find {BACKUP_ROOT} -mindepth 2 -maxdepth 2 -name step -type d -mmin +1440 -exec rm -rf {{}} +"
+        yield "\n".join(["set -e", f"rm -rf {shlex.quote(step)}", f"[ ! -d {BACKUP_ROOT} ] || {stale}"] + _copy_commands(step, files))
     for call in calls:
         yield from _resolve(call.op)._inner(**call.kwargs)
     if guard:

@@ -31,6 +31,15 @@ HOST_FACT_PROBES = {
     "dpkg.status": "dpkg-query -W -f='${Package}\\t${db:Status-Abbrev}\\t${Version}\\n'",
     "apt.pending": "apt-get -s -o Debug::NoLocking=1 upgrade 2>/dev/null | grep '^Inst '",
     "fact.systemd": "[ -d /run/systemd/system ] && echo yes || echo no",
+    # What shows that kernel state (kernel.* sysctls, loaded modules, audit rules) is not this host's
+    # own: each line is one sign seen, quoted in not-applicable reasons (kijun.facts.container_signs).
+    "fact.container": (
+        "v=$(systemd-detect-virt -c 2>/dev/null) && echo \"systemd-detect-virt -c: $v\"; "
+        "[ -e /run/.containerenv ] && echo '/run/.containerenv exists'; "
+        "[ -e /.dockerenv ] && echo '/.dockerenv exists'; "
+        "[ -s /run/systemd/container ] && echo \"/run/systemd/container: $(head -c 40 /run/systemd/container)\"; "
+        "awk '$5 == \"/proc/sys\" && $6 ~ /(^|,)ro(,|$)/ {print \"/proc/sys mounted read-only\"; exit}' /proc/self/mountinfo; "
+        "[ -e /proc/modules ] || echo 'no /proc/modules'; true"),
 }
 
 

@@ -1,9 +1,10 @@
 """Control types. Importing this package registers every type in REGISTRY."""
 
-from kijun.controls.base import REGISTRY, ControlType, OpCall, ProbeOutput, get  # noqa: F401
 from kijun.controls import (  # noqa: F401  (registration side effects)
     antivirus,
+    apparmor,
     audit_watch,
+    av_scan,
     backup_recent,
     egress_firewall,
     encrypted_storage,
@@ -11,9 +12,12 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     file_mode,
     fim,
     forbidden_tools,
+    host_firewall,
     inactive_accounts,
     kmod_blacklist,
+    log_forwarding,
     log_retention,
+    log_review,
     mail_forwarding,
     package,
     password_policy,
@@ -21,7 +25,9 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     privileged_accounts,
     service,
     setting,
+    shell_timeout,
     sshd_option,
     sysctl,
     time_sync,
 )
+from kijun.controls.base import REGISTRY, ControlType, OpCall, ProbeOutput, get  # noqa: F401

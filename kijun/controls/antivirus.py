@@ -1,15 +1,19 @@
 """Anti-malware installed with fresh signatures (ClamAV: *.cvd/*.cld/*.cud in its database dir).
 
-Signature age is measured on the host (file mtime against the host's clock) in one probe, so
-clock differences between controller and host do not matter.
+Signature age is the database's own build time as `sigtool --info` reads it from the header, and
+only for databases sigtool accepts (exit 0: a .cvd whose digital signature verifies, or a .cld);
+a file's modification time proves nothing (random bytes touched today are not signatures). The
+host's clock is read in the same probe, so controller/host clock differences do not matter.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from shlex import quote
 
+from kijun import parsers
 from kijun.controls import kinds
-from kijun.controls.base import ControlType, OpCall, Verdict, error, register, verdict
+from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.package import Package
 from kijun.facts import installed_packages
 from kijun.probe import HOST_FACT_PROBES
@@ -19,19 +23,38 @@ SIG_EXT = (".cvd", ".cld", ".cud")
 
 def sig_probe(d: str) -> dict[str, str]:
     q = quote(d.rstrip("/"))
-    return {f"sigs.{d}": f"date +%s; stat -c '%Y %s %n' {q}/*.cvd {q}/*.cld {q}/*.cud 2>/dev/null; true"}
+    return {f"sigtool.{d}": (f"date +%s; for f in {q}/*.cvd {q}/*.cld {q}/*.cud; do [ -f \"$f\" ] || continue; "
+                             "echo \"@file $f\"; sigtool --info \"$f\" 2>&1 | head -n 20; echo \"@rc $?\"; done; true")}
 
 
-def parse_sigs(text: str) -> tuple[int, list[tuple[int, str]]]:
-    """(host now, [(mtime, path)] of non-empty signature files)."""
+def parse_sigs(text: str) -> tuple[int, list[tuple[int, str]], list[str]]:
+    """(host now, [(build time, path)] of databases sigtool accepted, [rejected path: why])."""
     lines = text.splitlines()
     now = int(lines[0])
-    files = []
+    good, bad = [], []
+    path, info = None, {}
     for line in lines[1:]:
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[2].endswith(SIG_EXT) and int(parts[1]) > 0:
-            files.append((int(parts[0]), parts[2]))
-    return now, files
+        if line.startswith("@file "):
+            path, info, errors = line[6:], {}, []
+        elif line.startswith("@rc ") and path:
+            stamp = info.get("Build time", "")
+            try:
+                built = int(datetime.strptime(stamp, "%d %b %Y %H:%M %z").timestamp())
+            except ValueError:
+                built = None
+            if line[4:].strip() == "0" and built is not None and "Verification FAILED" not in info.get("_text", ""):
+                good.append((built, path))
+            else:
+                bad.append(f"{path.rsplit('/', 1)[-1]}: sigtool rejected it" + (f" ({info['_err']})" if info.get("_err") else ""))
+            path = None
+        elif path:
+            k, sep, v = line.partition(": ")
+            if sep:
+                info[k.strip()] = v.strip()
+            if "ERROR" in line or "FAILED" in line:
+                info.setdefault("_err", line.strip()[:120])
+            info["_text"] = info.get("_text", "") + line + "\n"
+    return now, good, bad
 
 
 @register
@@ -55,17 +78,26 @@ class Antivirus(ControlType):
         expected = f"installed: {', '.join(p['packages'])}; signatures in {p['signature_dir']} <= {n} days old"
         missing = [x for x in p["packages"] if x not in installed_packages(out)]
         try:
-            now, sigs = parse_sigs(out[f"sigs.{p['signature_dir']}"].stdout)
+            now, sigs, rejected = parse_sigs(out[f"sigtool.{p['signature_dir']}"].stdout)
         except (ValueError, IndexError) as exc:
             return error(f"cannot read signature files: {exc!r}")
         seen = [f"missing: {', '.join(missing)}" if missing else "packages installed"]
+        ev = parsers.evidence([l for l in out[f"sigtool.{p['signature_dir']}"].stdout.splitlines()[1:]
+                               if l.startswith(("@file", "Build time", "Version", "Verification", "ERROR", "LibClamAV Error"))],
+                              f"sigtool --info {p['signature_dir']}/*")
         if not sigs:
-            seen.append(f"no signature files in {p['signature_dir']}")
-            return Verdict("fail", "; ".join(seen), expected)
-        mtime, path = max(sigs)
-        age = (now - mtime) / 86400
-        seen.append(f"newest signature {path.rsplit('/', 1)[-1]} {age:.1f} days old")
-        return verdict(not missing and age <= n, "; ".join(seen), expected)
+            seen.append(f"no signature database sigtool accepts in {p['signature_dir']}" +
+                        (f" ({'; '.join(rejected)})" if rejected else ""))
+            return Verdict("fail", "; ".join(seen), expected, seen[-1], ev)
+        built, path = max(sigs)
+        age = (now - built) / 86400
+        seen.append(f"newest signature database {path.rsplit('/', 1)[-1]} built {age:.1f} days ago")
+        future = age < -1  # a build time a day ahead of the host's clock: the clock or the file lies
+        ok = not missing and -1 <= age <= n
+        why = [] if ok else ([f"missing: {', '.join(missing)}"] if missing else []) + \
+            ([f"signatures built {age:.1f} days ago (limit {n})"] if age > n else []) + \
+            ([f"build time {-age:.1f} days ahead of the host clock"] if future else [])
+        return Verdict("pass" if ok else "fail", "; ".join(seen), expected, "; ".join(why), ev)
 
     def operations(self, p, out):
         ops = Package().operations({"state": "present", "names": p["packages"]}, out) \

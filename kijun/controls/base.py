@@ -29,6 +29,12 @@ class OpCall:
     name: str = ""
 
 
+
+def on_login_path(path: str) -> bool:
+    """A file a fresh SSH login depends on (users' ~/.ssh included: authorized_keys, its modes)."""
+    return str(path).startswith(LOGIN_PATH) or "/.ssh/" in str(path) or str(path).endswith("/.ssh")
+
+
 class ControlType:
     name: ClassVar[str]
     # JSON Schema for the item's parameters (without "type"); exported into the shipped schema.
@@ -59,7 +65,7 @@ class ControlType:
     def touches_login(self, p: Mapping[str, Any], out: Mapping[str, ProbeOutput] | None = None) -> bool:
         """Whether the operations can stop the operator's next SSH login: apply then opens a fresh
         login after them and restores the files if it fails. Declared through files() by default."""
-        return any(str(f).startswith(LOGIN_PATH) for f in self.files(p, out))
+        return any(on_login_path(f) for f in self.files(p, out))
 
     def describe(self, p: Mapping[str, Any]) -> str:
         """Short human label of the item, used in plans and dry-run output."""

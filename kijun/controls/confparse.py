@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
+from kijun.parsers import file_lines, setting
+
 
 def read_setting(text: str, key: str, separator: str = " ", section: str | None = None,
                  match: str = "last", case_insensitive: bool = False) -> str | None:
-    current_section = None
-    found: list[str] = []
-    want = key.lower() if case_insensitive else key
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current_section = line[1:-1].strip()
-            continue
-        if section is not None and current_section != section:
-            continue
-        if separator == "=":
-            if "=" not in line:
-                continue
-            k, v = line.split("=", 1)
-        else:
-            parts = line.split(None, 1)
-            k, v = parts[0], parts[1] if len(parts) > 1 else ""
-        k = k.strip()
-        if (k.lower() if case_insensitive else k) == want:
-            found.append(v.split("#", 1)[0].strip() if separator == "=" else v.strip())
-    if not found:
-        return None
-    return found[0] if match == "first" else found[-1]
+    """The value the consuming program reads for KEY in one file's text (see kijun.parsers.setting)."""
+    return setting(file_lines(text), key, separator, section, match, case_insensitive)[0]
 
 
 def compare(observed: str | None, expected, how: str = "eq") -> bool:

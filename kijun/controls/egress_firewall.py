@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
 
+from kijun import parsers
 from kijun.controls import kinds
-from kijun.controls.base import ControlType, OpCall, Verdict, error, register, verdict
-from kijun.controls.setting import file_probe
-from kijun.controls.service import Service
+from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.package import Package
+from kijun.controls.service import Service, unit_props
+from kijun.controls.setting import file_probe
 
 TABLE = "kijun_egress"
 DROPIN = "/etc/nftables.d/kijun-egress.nft"
@@ -24,6 +26,32 @@ INCLUDE = f'include "{DROPIN}"'
 ND_TYPES = ("nd-neighbor-advert", "nd-neighbor-solicit", "nd-router-solicit")
 NFT_CMD = f"if command -v nft >/dev/null; then nft -j list table inet {TABLE}; else echo NO_NFT; exit 127; fi"
 ROUTE_CMD = "ip -4 route show default"
+PROBE_TIMEOUT_S = 3
+DESTINATION = {"type": "object", "properties": {
+    "address": {"type": "string", "pattern": r"^\d{1,3}(\.\d{1,3}){3}$"},
+    "port": {"type": "integer", "minimum": 1, "maximum": 65535}},
+    "required": ["address", "port"], "additionalProperties": False}
+
+
+def connect_probe(d) -> tuple[str, str]:
+    """A TCP connection attempt from the host (bash's /dev/tcp, bounded by timeout): prints open/closed."""
+    addr, port = str(ipaddress.ip_address(d["address"])), int(d["port"])
+    target = shlex.quote(f"exec 3<>/dev/tcp/{addr}/{port}")
+    return (f"egress.connect.{addr}:{port}",
+            f"if timeout {PROBE_TIMEOUT_S} bash -c {target} 2>/dev/null; then echo open; else echo closed; fi")
+
+
+def behaviour(p, out) -> tuple[list[str], list[str]]:
+    """(problems, evidence) from the connection probes the organisation listed (none by default)."""
+    problems, ev = [], []
+    for kind, want in (("probe_blocked", "closed"), ("probe_allowed", "open")):
+        for d in p.get(kind) or []:
+            key, _ = connect_probe(d)
+            got = out[key].stdout.strip()
+            ev.append(f"connect {d['address']}:{d['port']}: {got or '?'} (want {want})")
+            if got != want:
+                problems.append(f"connection to {d['address']}:{d['port']} {'succeeded (must be blocked)' if want == 'closed' else 'failed (must be allowed)'}")
+    return problems, ev
 
 
 def _net(address: str) -> str:
@@ -155,7 +183,7 @@ def _boot_state(p, out) -> tuple[list[str], str]:
         problems.append(f"{MAIN} does not include it")
     note = ""
     if out["fact.systemd"].stdout.strip() == "yes":
-        enabled = (out["systemctl.nftables"].stdout.splitlines() or [""])[0].strip()
+        enabled = unit_props(out, "nftables").get("UnitFileState", "")
         if enabled != "enabled":
             problems.append(f"nftables.service {enabled or 'unknown'} (not loaded at boot)")
     else:
@@ -178,13 +206,20 @@ class EgressFirewall(ControlType):
                 },
                 "required": ["address"], "additionalProperties": False}},
             "no_default_route": {"type": "boolean"},
+            # Behavioural probe, only when the organisation names destinations (empty by default: kijun
+            # never sends traffic to an address the operator did not name).
+            "probe_blocked": {"type": "array", "items": DESTINATION, "maxItems": 16},
+            "probe_allowed": {"type": "array", "items": DESTINATION, "maxItems": 16},
         },
         "required": ["allow", "no_default_route"],
     }
 
     def probes(self, p):
-        return {"nft.kijun_egress": NFT_CMD, "ip.route4.default": ROUTE_CMD, **file_probe(DROPIN), **file_probe(MAIN),
-                **Service().probes({"name": "nftables", "enabled": True})}
+        probes = {"nft.kijun_egress": NFT_CMD, "ip.route4.default": ROUTE_CMD, **file_probe(DROPIN), **file_probe(MAIN),
+                  **Service().probes({"name": "nftables", "enabled": True})}
+        for d in (p.get("probe_blocked") or []) + (p.get("probe_allowed") or []):
+            probes.update([connect_probe(d)])
+        return probes
 
     def evaluate(self, p, out):
         expected = f"output policy drop, {len(expected_rules(p))} allow rule(s), persisted" + \
@@ -194,7 +229,10 @@ class EgressFirewall(ControlType):
             return Verdict("fail", "nftables not installed", expected)
         if nft.rc != 0:
             if "No such file or directory" in nft.stdout:
-                return Verdict("fail", f"table inet {TABLE} not loaded", expected)
+                seen, ev = behaviour(p, out)  # what the host can reach without kijun's table
+                problems = [f"table inet {TABLE} not loaded"] + seen
+                return Verdict("fail", "; ".join(problems), expected, "; ".join(problems),
+                               parsers.evidence(ev) if ev else "")
             return error(f"nft list failed: {nft.stdout.strip()[:200]}")
         try:
             problems = judge_table(json.loads(nft.stdout), p)
@@ -208,7 +246,11 @@ class EgressFirewall(ControlType):
                 return error(f"ip route failed: {route.stdout.strip()[:200]}")
             if route.stdout.strip():
                 problems.append(f"default route present ({route.stdout.strip().splitlines()[0]})")
-        return verdict(not problems, "; ".join(problems) if problems else f"table loaded as expected, persisted{note}", expected)
+        seen, ev = behaviour(p, out)
+        problems += seen
+        return Verdict("fail" if problems else "pass", "; ".join(problems) if problems else
+                       f"table loaded as expected, persisted{note}" + ("; probes as expected" if ev else ""),
+                       expected, "; ".join(problems), parsers.evidence(ev) if ev else "")
 
     def operations(self, p, out):
         ops = []

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from shlex import quote
 
+from kijun import parsers
 from kijun.controls import kinds
-from kijun.controls.base import ControlType, OpCall, Verdict, not_applicable, register, verdict
+from kijun.controls.base import (
+    ControlType,
+    OpCall,
+    Verdict,
+    on_login_path,
+    register,
+    verdict,
+)
 
 
 def stat_probe(path: str) -> dict[str, str]:
@@ -41,7 +49,10 @@ class FileMode(ControlType):
         expected = f"mode <= {ceiling:04o}" + "".join(f" {k}={p[k]}" for k in ("owner", "group") if k in p)
         if o.rc != 0:
             if p.get("missing_ok"):
-                return not_applicable(f"{p['path']} does not exist")
+                # Nothing to restrict: the measure (no looser mode) holds. Not "not-applicable", which
+                # would leave the whole control unjudged beside its other files.
+                return Verdict("pass", f"{p['path']} does not exist (allowed: nothing to restrict)", expected,
+                               evidence=parsers.evidence([o.stdout], f"stat {p['path']}"))
             return Verdict("fail", f"{p['path']} missing", expected)
         mode, owner, group, _ = parse_stat(o.stdout)
         ok = mode & ~ceiling == 0 and p.get("owner", owner) == owner and p.get("group", group) == group
@@ -59,6 +70,16 @@ class FileMode(ControlType):
         if "group" in p:
             kwargs["group"] = p["group"]
         return [OpCall(op, kwargs, f"{p['path']} mode {kwargs['mode']}")]
+
+    def files(self, p, out=None):
+        # A regular file is copied with its owner and mode, so rollback and the login guard can put
+        # them back (an authorized_keys owned by someone else refuses the key). Directories are not
+        # copied: their metadata change is still checked by the guard, but cannot be restored.
+        o = (out or {}).get(f"stat.{p['path']}")
+        return [p["path"]] if o is not None and o.rc == 0 and parse_stat(o.stdout)[3].startswith("regular") else []
+
+    def touches_login(self, p, out=None):
+        return on_login_path(p["path"])
 
     def describe(self, p):
         return f"{p['path']} mode <= {p['mode']}"

@@ -8,13 +8,13 @@ accounts are never locked: kijun must not cut off its own access.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
-
 from shlex import quote
 
 from kijun.controls import kinds
-from kijun.controls.base import ControlType, OpCall, Verdict, error, register, verdict
+from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.setting import file_probe
 
 PASSWD = "/etc/passwd"
@@ -33,6 +33,18 @@ true"""
 LASTLOG_DATE = re.compile(r"(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d [+-]\d{4} \d{4})\s*$")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-]\d\d:?\d\d|Z)?$")
 NO_LOGIN_SHELLS = ("nologin", "false")
+# Accounts with at least one usable key line in an authorized keys file sshd reads (its own
+# AuthorizedKeysFile patterns, %h/%u expanded): "user count path". Only counts leave the host.
+KEYS_CMD = r"""akf=$(sshd -T 2>/dev/null | awk 'tolower($1)=="authorizedkeysfile"{$1=""; print}')
+[ -n "$akf" ] || akf='.ssh/authorized_keys .ssh/authorized_keys2'
+awk -F: -v min="$KIJUN_UID_MIN" '$3 >= min {print $1 ":" $6}' /etc/passwd | while IFS=: read -r u h; do
+  for f in $akf; do
+    f=$(printf '%s' "$f" | sed -e "s|%h|$h|g" -e "s|%u|$u|g" -e 's|%%|%|g')
+    case "$f" in /*) ;; *) f="$h/$f" ;; esac
+    if [ -f "$f" ]; then n=$(grep -cEv '^[[:space:]]*(#|$)' "$f"); [ "$n" -gt 0 ] && echo "$u $n $f"; fi
+  done
+done
+true"""
 
 
 @dataclass
@@ -73,6 +85,40 @@ def human_accounts(passwd: str, uid_min: int) -> list[str]:
 
 def account_probes() -> dict[str, str]:
     return {**file_probe(PASSWD), "shadow.summary": SHADOW_CMD, "fact.operator": OPERATOR_CMD}
+
+
+def shells(passwd: str) -> dict[str, str]:
+    return {f[0]: f[6].strip() for f in (line.split(":") for line in passwd.splitlines()) if len(f) >= 7}
+
+
+def parse_keys(text: str) -> dict[str, list[str]]:
+    """{user: [authorized keys files with usable lines]} from KEYS_CMD output."""
+    keys: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) > 0:
+            keys.setdefault(parts[0], []).append(parts[2])
+    return keys
+
+
+def login_methods(s: Shadow, shell: str, keys: list[str], today: int) -> list[str]:
+    """How this account can still log in; empty means disabled.
+
+    One definition for verify and apply: disabled is expired, or no usable password AND no
+    authorized key AND a no-login shell. A locked password alone is not disabled: with UsePAM
+    an SSH key still logs in.
+    """
+    if s.expire is not None and 0 <= s.expire <= today:
+        return []
+    methods = []
+    if s.status not in ("!", "*"):
+        methods.append("empty password" if s.status == "E" else "password")
+    if keys:
+        methods.append("SSH key in " + ", ".join(keys))
+    if not shell.endswith(NO_LOGIN_SHELLS):
+        methods.append(f"shell {shell or '(default)'}")
+    # a real shell with neither password nor key cannot be entered from outside; still not "disabled"
+    return methods
 
 
 def exempt_accounts(p, out) -> set[str]:
@@ -122,7 +168,9 @@ class InactiveAccounts(ControlType):
     }
 
     def probes(self, p):
-        return {**account_probes(), "useradd.defaults": "useradd -D", "login.last": LOGIN_CMD}
+        uid_min = int(p.get("uid_min", 1000))
+        return {**account_probes(), "useradd.defaults": "useradd -D", "login.last": LOGIN_CMD,
+                f"ssh.keys.{uid_min}": f"KIJUN_UID_MIN={shlex.quote(str(uid_min))}\n{KEYS_CMD}"}
 
     def _judge(self, p, out) -> dict:
         if out[f"file.{PASSWD}"].rc != 0 or out["shadow.summary"].rc != 0:
@@ -134,6 +182,9 @@ class InactiveAccounts(ControlType):
         exempt = exempt_accounts(p, out)
         humans = [u for u in human_accounts(out[f"file.{PASSWD}"].stdout, p.get("uid_min", 1000)) if u not in exempt]
         bad_inactive, stale, unknown = [], [], [u for u in humans if u not in shadow]
+        keys = parse_keys(out[f"ssh.keys.{int(p.get('uid_min', 1000))}"].stdout)
+        shell_of = shells(out[f"file.{PASSWD}"].stdout)
+        open_ways: dict[str, list[str]] = {}
         for u in humans:
             s = shadow.get(u)
             if s is None:
@@ -141,10 +192,12 @@ class InactiveAccounts(ControlType):
             if s.inactive is None or s.inactive < 0 or s.inactive > p["inactive_days"]:
                 bad_inactive.append(u)
             seen = max(last.get(u, 0), (s.lastchg or 0) * 86400)
-            locked = s.status in ("!", "*") or (s.expire is not None and s.expire <= now // 86400)
-            if now - seen > p["max_unused_days"] * 86400 and not locked:
+            ways = login_methods(s, shell_of.get(u, ""), keys.get(u, []), now // 86400)
+            if now - seen > p["max_unused_days"] * 86400 and ways:
                 stale.append(u)
+                open_ways[u] = ways
         return {"default": default, "humans": humans, "bad_inactive": bad_inactive, "stale": stale, "unknown": unknown,
+                "open_ways": open_ways,
                 "evidence": "+".join(sources + ["shadow lastchg"]) if sources else "shadow lastchg only (no lastlog/wtmp)"}
 
     def evaluate(self, p, out):
@@ -160,11 +213,13 @@ class InactiveAccounts(ControlType):
         if j["bad_inactive"]:
             problems.append("inactive unset/too long: " + ", ".join(j["bad_inactive"]))
         if j["stale"]:
-            problems.append(f"unused >{p['max_unused_days']} days, not locked: " + ", ".join(j["stale"]))
+            problems.append(f"unused >{p['max_unused_days']} days, not disabled: " +
+                            ", ".join(f"{u} ({'; '.join(j['open_ways'][u])})" for u in j["stale"]))
         if j["unknown"]:
             problems.append("no shadow entry: " + ", ".join(j["unknown"]))
         observed = "; ".join(problems) if problems else f"useradd INACTIVE={j['default']}; {len(j['humans'])} human account(s) ok"
-        return verdict(not problems, f"{observed} (last use from {j['evidence']})", expected)
+        return Verdict("pass" if not problems else "fail", f"{observed} (last use from {j['evidence']})", expected,
+                       "; ".join(problems))
 
     def operations(self, p, out):
         j = self._judge(p, out)

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from shlex import quote
 
+from kijun import parsers
 from kijun.controls import kinds
-from kijun.controls.base import ControlType, OpCall, register, verdict
+from kijun.controls.base import (
+    ControlType,
+    OpCall,
+    Verdict,
+    not_applicable,
+    register,
+)
+from kijun.facts import container_reason, container_signs
+from kijun.probe import HOST_FACT_PROBES
 
 CONF_CMD = "grep -Hs '' /etc/modprobe.d/*.conf /run/modprobe.d/*.conf /lib/modprobe.d/*.conf /usr/lib/modprobe.d/*.conf; true"
 DENY_TARGETS = {"/bin/false", "/bin/true", "/usr/bin/false", "/usr/bin/true"}
@@ -20,16 +29,26 @@ def norm(module: str) -> str:
 
 
 def module_state(conf: str, loaded: str | None, module: str) -> dict[str, bool | None]:
+    state, _ = module_lines(conf, loaded, module)
+    return state
+
+
+def module_lines(conf: str, loaded: str | None, module: str) -> tuple[dict[str, bool | None], list[parsers.Line]]:
+    """The module's ban state and the modprobe.d lines that set it."""
     blacklisted = installed_off = False
-    for line in conf.splitlines():
-        words = line.partition(":")[2].split()
-        if len(words) >= 2 and norm(words[1]) == norm(module):
-            if words[0] == "blacklist":
-                blacklisted = True
-            elif words[0] == "install" and len(words) >= 3 and words[2] in DENY_TARGETS:
-                installed_off = True
+    deciding = []
+    for lines in parsers.grep_dump(conf).values():
+        for line in lines:
+            words = line.text.split()
+            if len(words) >= 2 and norm(words[1]) == norm(module):
+                if words[0] == "blacklist":
+                    blacklisted = True
+                    deciding.append(line)
+                elif words[0] == "install" and len(words) >= 3 and words[2] in DENY_TARGETS:
+                    installed_off = True
+                    deciding.append(line)
     is_loaded = None if loaded is None else any(l.split(" ", 1)[0] == norm(module) for l in loaded.splitlines())
-    return {"blacklist": blacklisted, "install_false": installed_off, "loaded": is_loaded}
+    return {"blacklist": blacklisted, "install_false": installed_off, "loaded": is_loaded}, deciding
 
 
 @register
@@ -42,19 +61,30 @@ class KmodBlacklist(ControlType):
     }
 
     def probes(self, p):
-        return {"modprobe.conf": CONF_CMD, "kmod.loaded": "cat /proc/modules"}
+        return {"modprobe.conf": CONF_CMD, "kmod.loaded": "cat /proc/modules",
+                "fact.container": HOST_FACT_PROBES["fact.container"]}
 
     def evaluate(self, p, out):
         loaded = out["kmod.loaded"].stdout if out["kmod.loaded"].rc == 0 else None
-        bad, seen = [], []
+        bad, seen, deciding = [], [], []
         for m in p["modules"]:
-            s = module_state(out["modprobe.conf"].stdout, loaded, m)
+            s, lines = module_lines(out["modprobe.conf"].stdout, loaded, m)
+            deciding += lines
             seen.append(f"{m}: blacklist={'yes' if s['blacklist'] else 'no'} install=/bin/false:{'yes' if s['install_false'] else 'no'}"
                         f" loaded={'n/a' if s['loaded'] is None else ('yes' if s['loaded'] else 'no')}")
             if not (s["blacklist"] and s["install_false"]) or s["loaded"]:
                 bad.append(m)
-        note = "" if loaded is not None else " (no /proc/modules on this kernel: judged on modprobe.d only)"
-        return verdict(not bad, "; ".join(seen) + note, "blacklisted, install /bin/false, not loaded: " + ", ".join(p["modules"]))
+        expected = "blacklisted, install /bin/false, not loaded: " + ", ".join(p["modules"])
+        observed = "; ".join(seen)
+        ev = parsers.evidence(deciding or ["no blacklist/install line for these modules in modprobe.d"], CONF_CMD.split(";")[0])
+        if bad:  # the on-disk ban is missing (apply writes it) or a banned module is loaded
+            return Verdict("fail", observed, expected, "not banned or loaded: " + ", ".join(bad), ev)
+        if loaded is None:
+            # The ban holds on disk, but whether the module is loaded (or built in) cannot be seen.
+            what = f"loaded modules cannot be observed; modprobe.d bans {', '.join(p['modules'])}"
+            reason = container_reason(out, what) if container_signs(out) else f"kernel has no /proc/modules: {what}"
+            return not_applicable(reason, ev)
+        return Verdict("pass", observed, expected, evidence=ev)
 
     def _path(self, p):
         return f"/etc/modprobe.d/kijun-{p['modules'][0]}.conf"

@@ -1,7 +1,13 @@
-"""Logs kept at least N days: every logrotate stanza must keep rotate count x period >= N.
+"""Access records kept at least N days: the minimum over every store that deletes them.
 
-Parsed the way logrotate reads it: global directives apply to the stanzas that follow them (also
-across included files), a stanza's own directives win, `maxage` caps what `rotate` keeps.
+- logrotate: every stanza keeps rotate count x period >= N, parsed the way logrotate reads it
+  (globals apply to the stanzas after them, also across includes; a stanza's own directives win;
+  `maxage` caps what `rotate` keeps; size-based rotation makes the age kept unknowable).
+- journald (where installed): persistent storage (Storage=persistent, or auto with /var/log/journal),
+  MaxRetentionSec unset or >= N, and no explicit size cap (SystemMaxUse/SystemMaxFiles/SystemKeepFree
+  make the age kept depend on volume), from journald.conf and its drop-ins in systemd's order.
+- auditd (where installed): max_log_file_action ROTATE deletes the oldest of num_logs files by size.
+The age of the oldest file under /var/log is reported too (the retention proven so far).
 """
 
 from __future__ import annotations
@@ -9,14 +15,29 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
-from kijun.controls.base import ControlType, OpCall, Verdict, error, register, verdict
+from kijun import parsers
+from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.package import Package
+from kijun.controls.setting import file_probe
 
 CONF = "/etc/logrotate.conf"
 CONF_D = "/etc/logrotate.d"
 # grep -H keeps the file name on every line, so one command returns every file intact.
 CONF_CMD = f"grep -Hs '' {CONF} {CONF_D}/*; true"
+JOURNALD_CMD = ("grep -Hs '' /etc/systemd/journald.conf /usr/lib/systemd/journald.conf.d/*.conf "
+                "/run/systemd/journald.conf.d/*.conf /etc/systemd/journald.conf.d/*.conf; "
+                "{ [ -x /lib/systemd/systemd-journald ] || [ -x /usr/lib/systemd/systemd-journald ]; } && echo '@installed'; "
+                "[ -d /var/log/journal ] && echo '@persistent-dir'; true")
+AUDITD_CONF = "/etc/audit/auditd.conf"
+OLDEST_CMD = "date +%s; find /var/log -xdev -type f -printf '%T@ %p\\n' 2>/dev/null | sort -n | head -n 1; true"
+JOURNALD_DROPIN = "/etc/systemd/journald.conf.d/zz-kijun-retention.conf"
+SIZE_CAPS = ("SystemMaxUse", "SystemMaxFiles", "SystemKeepFree", "SystemMaxFileSize")
+TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60,
+              "minutes": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400,
+              "w": 604800, "week": 604800, "weeks": 604800, "month": 2629800, "months": 2629800, "M": 2629800,
+              "y": 31557600, "year": 31557600, "years": 31557600}
 PERIOD_DAYS = {"hourly": 1 / 24, "daily": 1, "weekly": 7, "monthly": 31, "yearly": 365}
 # logrotate's default tabooext: such files in an included directory are skipped.
 TABOO = (",v", ".cfsaved", ".disabled", ".dpkg-bak", ".dpkg-del", ".dpkg-dist", ".dpkg-new", ".dpkg-old",
@@ -56,12 +77,7 @@ class Stanza:
 
 
 def split_files(grep_out: str) -> dict[str, list[str]]:
-    files: dict[str, list[str]] = {}
-    for line in grep_out.splitlines():
-        path, sep, text = line.partition(":")
-        if sep and path.startswith("/"):
-            files.setdefault(path, []).append(text)
-    return files
+    return {path: [ln.text for ln in lines] for path, lines in parsers.grep_dump(grep_out).items()}
 
 
 def _apply(opts: Opts, words: list[str], idx: int, st: Stanza | None) -> None:
@@ -199,6 +215,82 @@ def fixed_files(files: dict[str, list[str]], days: int) -> dict[str, list[str]]:
     return {f: fix_rotate(lines, [s for s in stanzas if s.file == f], days) for f, lines in sized.items()}
 
 
+def systemd_seconds(value: str) -> float | None:
+    """systemd time spans ("1month", "30d 12h", "3600") -> seconds; None when unparseable."""
+    total, found = 0.0, False
+    for num, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)", value):
+        if unit and unit not in TIME_UNITS:
+            return None
+        total += float(num) * TIME_UNITS.get(unit or "s", 1)
+        found = True
+    return total if found else None
+
+
+def journald_settings(grep_out: str) -> tuple[bool, bool, dict[str, tuple[str, parsers.Line]]]:
+    """(journald installed, /var/log/journal exists, effective [Journal] settings with their lines)."""
+    lines = grep_out.splitlines()
+    installed, persistent_dir = "@installed" in lines, "@persistent-dir" in lines
+    files = parsers.grep_dump(grep_out)
+    drop = {}
+    for path in files:
+        if path == "/etc/systemd/journald.conf":
+            continue
+        name, rank = PurePosixPath(path).name, {"/etc": 0, "/run": 1, "/usr": 2}.get("/" + path.split("/")[1], 3)
+        if name not in drop or rank < drop[name][0]:
+            drop[name] = (rank, path)
+    order = (["/etc/systemd/journald.conf"] if "/etc/systemd/journald.conf" in files else []) + \
+        [drop[n][1] for n in sorted(drop)]
+    eff: dict[str, tuple[str, parsers.Line]] = {}
+    for path in order:
+        for section, key, value, line in parsers.ini(files[path]):
+            if section == "Journal":
+                eff[key] = (value, line)
+    return installed, persistent_dir, eff
+
+
+def journal_problems(out, days: int) -> tuple[list[str], list]:
+    installed, persistent_dir, eff = journald_settings(out["journald.conf"].stdout)
+    if not installed:
+        return [], []
+    ev = [line for _, line in eff.values()] + [f"/var/log/journal {'exists' if persistent_dir else 'missing'}"]
+    problems = []
+    storage = eff.get("Storage", ("auto", None))[0].lower() or "auto"
+    if storage in ("volatile", "none"):
+        problems.append(f"journal not kept on disk (Storage={storage})")
+    elif storage == "auto" and not persistent_dir:
+        problems.append("journal kept in memory only (Storage=auto and /var/log/journal missing)")
+    retention = eff.get("MaxRetentionSec", ("", None))[0]
+    secs = systemd_seconds(retention) if retention else None
+    if retention and (secs is None or 0 < secs < days * 86400):
+        problems.append(f"journal MaxRetentionSec={retention} is shorter than {days} days")
+    caps = [f"{k}={eff[k][0]}" for k in SIZE_CAPS if eff.get(k, ("", None))[0]]
+    if caps:
+        problems.append(f"journal capped by size ({', '.join(caps)}): the age of kept records depends on volume")
+    return problems, ev
+
+
+def auditd_problems(out) -> tuple[list[str], list]:
+    o = out[f"file.{AUDITD_CONF}"]
+    if o.rc != 0:
+        return [], []
+    action, line = parsers.setting(parsers.file_lines(o.stdout, AUDITD_CONF), "max_log_file_action", "=")
+    action = (action or "ROTATE").upper()  # auditd's default
+    if action == "ROTATE":
+        num, _ = parsers.setting(parsers.file_lines(o.stdout, AUDITD_CONF), "num_logs", "=")
+        size, _ = parsers.setting(parsers.file_lines(o.stdout, AUDITD_CONF), "max_log_file", "=")
+        return [f"auditd deletes its oldest log by size (max_log_file_action=ROTATE, num_logs={num or 5}, "
+                f"max_log_file={size or 8} MB)"], [line or f"{AUDITD_CONF}: max_log_file_action unset (ROTATE)"]
+    return [], [line]
+
+
+def oldest_days(text: str) -> float | None:
+    lines = text.splitlines()
+    try:
+        return (float(lines[0]) - float(lines[1].split()[0])) / 86400
+    except (IndexError, ValueError):
+        return None
+
+
 @register
 class LogRetention(ControlType):
     name = "log_retention"
@@ -210,27 +302,41 @@ class LogRetention(ControlType):
     }
 
     def probes(self, p):
-        return {"logrotate.conf": CONF_CMD}
+        return {"logrotate.conf": CONF_CMD, "journald.conf": JOURNALD_CMD, **file_probe(AUDITD_CONF),
+                "logs.oldest": OLDEST_CMD}
+
+    def _logrotate(self, p, out) -> tuple[list[str], str, list]:
+        days = p["days"]
+        files = split_files(out["logrotate.conf"].stdout)
+        if CONF not in files:
+            return [f"no {CONF} (logrotate not installed?)"], f"no {CONF}", []
+        stanzas = parse(files)
+        kept = [(kept_days(s.effective), s) for s in stanzas]
+        if not stanzas:
+            return [], "logrotate: no log stanzas (deletes nothing)", []
+        short = [(k, s) for k, s in kept if k is None or k < days]
+        k, s = min(kept, key=lambda ks: -1 if ks[0] is None else ks[0])
+        observed = f"shortest: {s.name}: {_fmt(k)}" + (f"; {len(short)} of {len(stanzas)} stanzas keep less" if short else "")
+        problems = [f"{len(short)} of {len(stanzas)} logrotate stanzas keep less than {days} days "
+                    f"(shortest {s.name}: {_fmt(k)})"] if short else []
+        return problems, observed, [f"{st.name}: {_fmt(kk)}" for kk, st in short[:5]]
 
     def evaluate(self, p, out):
         days = p["days"]
-        expected = f"every logrotate stanza keeps >= {days} days"
-        files = split_files(out["logrotate.conf"].stdout)
-        if CONF not in files:
-            return Verdict("fail", f"no {CONF} (logrotate not installed?)", expected)
+        expected = f"every store of access records (logrotate, journald, auditd) keeps >= {days} days"
         try:
-            stanzas = parse(files)
-            kept = [(kept_days(s.effective), s) for s in stanzas]
+            problems, observed, ev = self._logrotate(p, out)
         except (ValueError, KeyError) as exc:
             return error(f"cannot parse logrotate configuration: {exc!r}")
-        if not stanzas:
-            return verdict(True, "no log stanzas: logrotate deletes nothing", expected)
-        short = [(k, s) for k, s in kept if k is None or k < days]
-        k, s = min(kept, key=lambda ks: -1 if ks[0] is None else ks[0])
-        observed = f"shortest: {s.name}: {_fmt(k)}"
-        if short:
-            observed += f"; {len(short)} of {len(stanzas)} stanzas keep less"
-        return verdict(not short, observed, expected)
+        jp, jev = journal_problems(out, days)
+        ap, aev = auditd_problems(out)
+        problems += jp + ap
+        age = oldest_days(out["logs.oldest"].stdout)
+        observed += f"; oldest file under /var/log: {age:.0f} days" if age is not None else "; no file under /var/log"
+        evidence = parsers.evidence(ev + jev + aev, "grep logrotate.d, journald.conf(.d), auditd.conf")
+        if problems:
+            return Verdict("fail", observed, expected, "; ".join(problems), evidence)
+        return Verdict("pass", observed, expected, "", evidence)
 
     def _changes(self, p, out) -> dict[str, str]:
         files = split_files(out["logrotate.conf"].stdout)
@@ -241,12 +347,29 @@ class LogRetention(ControlType):
         if CONF not in split_files(out["logrotate.conf"].stdout):
             return Package().operations({"state": "present", "names": ["logrotate"]}, {})
         # Whole files computed from the probed text: rerunning writes the same bytes.
-        return [OpCall("kijun.ops.put_text", {"dest": path, "content": text, "mode": "0644"}, f"{path}: raise rotate")
-                for path, text in sorted(self._changes(p, out).items())]
+        ops = [OpCall("kijun.ops.put_text", {"dest": path, "content": text, "mode": "0644"}, f"{path}: raise rotate")
+               for path, text in sorted(self._changes(p, out).items())]
+        if journal_problems(out, p["days"])[0]:
+            # Last drop-in wins: persistent storage, no age limit, size caps back to journald's defaults.
+            ops.append(OpCall("kijun.ops.put_text", {"dest": JOURNALD_DROPIN, "mode": "0644", "content":
+                              "# kijun (NISC-LOG-003): the journal is a store of access records\n[Journal]\n"
+                              "Storage=persistent\nMaxRetentionSec=0\n" + "".join(f"{k}=\n" for k in SIZE_CAPS)},
+                              "journald: persistent, uncapped"))
+            ops.append(OpCall("kijun.ops.shell", {"commands": [
+                "mkdir -p /var/log/journal && { systemd-tmpfiles --create --prefix /var/log/journal >/dev/null 2>&1 || true; }; "
+                "if [ -d /run/systemd/system ]; then systemctl restart systemd-journald; fi"]}, "journald: reload"))
+        if auditd_problems(out)[0]:
+            ops.append(OpCall("pyinfra.operations.files.line", {  # auditd.conf's own "key = value" form
+                "path": AUDITD_CONF, "line": r"^[#[:space:]]*max_log_file_action[[:space:]]*=.*$",
+                "replace": "max_log_file_action = keep_logs"}, f"{AUDITD_CONF}: max_log_file_action = keep_logs"))
+            ops.append(OpCall("kijun.ops.shell", {"commands": [
+                'if [ -f /run/auditd.pid ] && kill -0 "$(cat /run/auditd.pid)" 2>/dev/null; then kill -HUP "$(cat /run/auditd.pid)"; fi']},
+                "auditd: reload"))
+        return ops
 
     def files(self, p, out=None):
         # Which logrotate.d files change is only known from the probe output.
-        return sorted(self._changes(p, out)) if out is not None else [CONF]
+        return (sorted(self._changes(p, out)) + [JOURNALD_DROPIN, AUDITD_CONF]) if out is not None else [CONF]
 
     def describe(self, p):
         return f"logs kept >= {p['days']} days (logrotate)"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from kijun.facts import installed_packages
 from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, register, verdict
+from kijun.facts import installed_packages
 from kijun.probe import HOST_FACT_PROBES
 
 

@@ -7,14 +7,19 @@ existing human accounts' shadow max days are judged too.
 
 from __future__ import annotations
 
-import re
-
 from shlex import quote
 
+from kijun import parsers
 from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, Verdict, error, register, verdict
 from kijun.controls.confparse import read_setting
-from kijun.controls.inactive_accounts import PASSWD, account_probes, exempt_accounts, human_accounts, parse_shadow
+from kijun.controls.inactive_accounts import (
+    PASSWD,
+    account_probes,
+    exempt_accounts,
+    human_accounts,
+    parse_shadow,
+)
 from kijun.controls.package import Package
 from kijun.controls.setting import file_probe, line_ops
 from kijun.facts import installed_packages
@@ -25,6 +30,32 @@ PWQ_D_CMD = "grep -Hs '' /etc/security/pwquality.conf.d/*.conf; true"
 LOGIN_DEFS = "/etc/login.defs"
 PAM = "/etc/pam.d/common-password"
 PKG = "libpam-pwquality"
+GROUP = "/etc/group"
+PWHISTORY_CONF = "/etc/security/pwhistory.conf"
+PWHISTORY_PROFILE = "/usr/share/pam-configs/kijun-pwhistory"
+PWHISTORY_DEFAULT = 10  # pam_pwhistory's own default for remember=
+ADMIN_GROUPS = ("sudo", "wheel", "admin")
+
+
+def pwhistory_profile(remember: int) -> str:
+    # Ordered between pam_pwquality (1024) and pam_unix (256): checked after strength, before the change.
+    return ("Name: Password history (kijun, NISC-PW-001)\nDefault: yes\nPriority: 1000\nPassword-Type: Primary\n"
+            f"Password:\n\trequisite\t\t\tpam_pwhistory.so remember={remember} use_authtok\n"
+            f"Password-Initial:\n\trequisite\t\t\tpam_pwhistory.so remember={remember}\n")
+
+
+def pwhistory_remember(out) -> int | None:
+    """remember= in force for password changes: PAM argument > pwhistory.conf > module default; None = module off."""
+    for line in out[f"file.{PAM}"].stdout.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 3 and words[0] == "password" and any(w.endswith("pam_pwhistory.so") for w in words):
+            for w in words:
+                if w.startswith("remember="):
+                    return _num(w.split("=", 1)[1])
+            conf = out[f"file.{PWHISTORY_CONF}"]
+            v = read_setting(conf.stdout, "remember", "=") if conf.rc == 0 else None
+            return _num(v) if v is not None else PWHISTORY_DEFAULT
+    return None
 
 
 def pwquality_value(out, key: str) -> tuple[str | None, str]:
@@ -41,12 +72,9 @@ def pwquality_value(out, key: str) -> tuple[str | None, str]:
         if v is not None:
             return v, PWQ
     value, source = None, ""
-    by_file: dict[str, list[str]] = {}
-    for line in out["pwquality.conf.d"].stdout.splitlines():
-        path, _, text = line.partition(":")
-        by_file.setdefault(path, []).append(text)
+    by_file = parsers.grep_dump(out["pwquality.conf.d"].stdout)
     for path in sorted(by_file):
-        v = read_setting("\n".join(by_file[path]), key, "=")
+        v = parsers.setting(by_file[path], key, "=")[0]
         if v is not None:
             value, source = v, path
     return value, source
@@ -76,6 +104,9 @@ class PasswordPolicy(ControlType):
             "warn_days": {"type": "integer", "minimum": 0},
             "min_classes": {"type": "integer", "minimum": 1, "maximum": 4},
             "uid_min": {"type": "integer", "minimum": 1, "default": 1000},
+            "admin_max_days": {"type": "integer", "minimum": 1,
+                               "description": "password max age for root and sudo/wheel/admin members (default: max_days)"},
+            "remember": {"type": "integer", "minimum": 1, "description": "pam_pwhistory: old passwords refused"},
             "exempt": {**kinds.array_of(kinds.ACCOUNT),
                        "description": "accounts whose shadow max days are left alone (root and the connecting account always are)"},
         },
@@ -84,7 +115,8 @@ class PasswordPolicy(ControlType):
 
     def probes(self, p):
         return {"dpkg.status": HOST_FACT_PROBES["dpkg.status"], **file_probe(PWQ), "pwquality.conf.d": PWQ_D_CMD,
-                **file_probe(PAM), **file_probe(LOGIN_DEFS), **account_probes()}
+                **file_probe(PAM), **file_probe(LOGIN_DEFS), **account_probes(), **file_probe(GROUP),
+                **file_probe(PWHISTORY_CONF)}
 
     def _checks(self, p, out) -> list[tuple[str, bool, str]]:
         """(what, ok, observed) per requirement."""
@@ -103,7 +135,33 @@ class PasswordPolicy(ControlType):
             v = _num(read_setting(defs, key))
             checks.append((key, v is not None and (v <= want if le else v >= want), f"{key}={v if v is not None else 'unset'}"))
         checks.append(("accounts", not self._long_lived(p, out), "max days too long: " + ", ".join(self._long_lived(p, out))))
+        admins = self._admins_long_lived(p, out)
+        checks.append(("admins", not admins, f"administrators' max days > {p.get('admin_max_days', p['max_days'])}: "
+                       + ", ".join(admins)))
+        empty = self._empty(out)
+        checks.append(("empty", not empty, "empty password field: " + ", ".join(empty)))
+        if "remember" in p:
+            r = pwhistory_remember(out)
+            checks.append(("remember", r is not None and r >= p["remember"],
+                           f"pam_pwhistory {'off' if r is None else f'remember={r}'}"))
         return checks
+
+    def _empty(self, out) -> list[str]:
+        return sorted(u for u, s in parse_shadow(out["shadow.summary"].stdout).items() if s.status == "E")
+
+    def _admins_long_lived(self, p, out) -> list[str]:
+        """root and sudo/wheel/admin members with a usable password whose max age exceeds the admin cycle."""
+        limit = p.get("admin_max_days", p["max_days"])
+        members = {"root"}
+        for line in (out[f"file.{GROUP}"].stdout if out[f"file.{GROUP}"].rc == 0 else "").splitlines():
+            f = line.split(":")
+            if len(f) >= 4 and f[0] in ADMIN_GROUPS:
+                members |= {m for m in f[3].split(",") if m}
+        operator = out["fact.operator"].stdout.strip() if out["fact.operator"].rc == 0 else ""
+        skip = set(p.get("exempt", [])) | ({operator} if operator and operator != "root" else set())
+        shadow = parse_shadow(out["shadow.summary"].stdout)
+        return sorted(u for u in members - skip if u in shadow and shadow[u].status == "P"
+                      and (shadow[u].max is None or shadow[u].max < 0 or shadow[u].max > limit))
 
     def _long_lived(self, p, out) -> list[str]:
         if out[f"file.{PASSWD}"].rc != 0 or out["shadow.summary"].rc != 0:
@@ -123,8 +181,9 @@ class PasswordPolicy(ControlType):
             return error(str(exc))
         bad = [obs for _, ok, obs in checks if not ok]
         if bad:
-            return Verdict("fail", "; ".join(bad), expected)
-        return verdict(True, "; ".join(obs for what, _, obs in checks if what != "accounts") + "; accounts ok", expected)
+            return Verdict("fail", "; ".join(bad), expected, "; ".join(bad))
+        return verdict(True, "; ".join(obs for what, _, obs in checks if what not in ("accounts", "admins", "empty"))
+                       + "; accounts ok", expected)
 
     def operations(self, p, out):
         ok = {what: good for what, good, _ in self._checks(p, out)}
@@ -145,10 +204,22 @@ class PasswordPolicy(ControlType):
         if not ok["accounts"]:
             ops.append(OpCall("kijun.ops.shell", {"commands": [f"chage -M {p['max_days']} -- {quote(u)}"
                                                                 for u in self._long_lived(p, out)]}, "password max age"))
+        if not ok["admins"]:
+            limit = int(p.get("admin_max_days", p["max_days"]))
+            ops.append(OpCall("kijun.ops.shell", {"commands": [f"chage -M {limit} {quote(u)}"
+                                                                for u in self._admins_long_lived(p, out)]}, "administrators' password max age"))
+        if not ok["empty"]:
+            ops.append(OpCall("kijun.ops.shell", {"commands": [f"usermod -L {quote(u)}" for u in self._empty(out)]},
+                              "lock accounts with an empty password"))
+        if "remember" in p and not ok["remember"]:
+            ops.append(OpCall("kijun.ops.put_text", {"dest": PWHISTORY_PROFILE, "content": pwhistory_profile(int(p["remember"])),
+                                                     "mode": "0644"}, f"write {PWHISTORY_PROFILE}"))
+            ops.append(OpCall("kijun.ops.shell", {"commands": ["pam-auth-update --package --enable kijun-pwhistory"]},
+                              "enable pam_pwhistory"))
         return ops
 
     def files(self, p, out=None):
-        return [PWQ, LOGIN_DEFS, PAM, "/etc/shadow"]
+        return [PWQ, LOGIN_DEFS, PAM, "/etc/shadow", PWHISTORY_PROFILE]
 
     def describe(self, p):
         return f"password policy: length >= {p['min_length']}, max age {p['max_days']} days"

@@ -1,7 +1,10 @@
 """Security patches: few pending security updates, fresh package lists, unattended-upgrades on.
 
-Pending updates come from the host fact `apt.pending` (apt-get -s upgrade, run once per host);
-security ones are those from a -security suite. List freshness is the newest file under
+Pending updates come from a FULL upgrade simulation (`apt-get -s dist-upgrade`: `upgrade` hides
+updates that need new packages, e.g. kernels) plus held packages (`apt-mark showhold`, whose
+candidates `apt-cache policy` shows: a simulation never lists them). Security ones are those from
+a -security suite. Without a security source for the host's release (`apt-cache policy`: n=CODENAME-security
+or l=Debian-Security, or one of `security_sources`) nothing can be known: that fails. List freshness is the newest file under
 /var/lib/apt/lists or apt's update-success-stamp: apt keeps a list's server mtime when it did
 not change, so the stamp (touched only after a successful update) is the better evidence.
 """
@@ -10,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-from kijun.controls.base import ControlType, OpCall, Verdict, error, register, verdict
+from kijun import parsers
+from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.package import Package
 from kijun.facts import installed_packages
 from kijun.probe import HOST_FACT_PROBES
@@ -22,11 +26,14 @@ AUTO_CONTENT = 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unatten
 PERIODIC = ("APT::Periodic::Update-Package-Lists", "APT::Periodic::Unattended-Upgrade")
 SECURITY_RE = re.compile(r"-security|Debian-Security")
 UPGRADE_SECURITY = (
-    "pkgs=$(apt-get -s -o Debug::NoLocking=1 upgrade 2>/dev/null | awk '/^Inst / && /-security|Debian-Security/ {print $2}'); "
+    "pkgs=$(apt-get -s -o Debug::NoLocking=1 dist-upgrade 2>/dev/null | awk '/^Inst / && /-security|Debian-Security/ {print $2}'); "
     "[ -z \"$pkgs\" ] || DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confdef "
     "-o Dpkg::Options::=--force-confold install --only-upgrade $pkgs"
 )
 UPDATE = f"apt-get -q update --error-on=any && mkdir -p /var/lib/apt/periodic && touch {STAMP}"
+FULL_CMD = "apt-get -s -o Debug::NoLocking=1 dist-upgrade 2>&1 | grep -E '^(Inst |E: |W: )'; true"
+HELD_CMD = 'for p in $(apt-mark showhold); do echo "@held $p"; apt-cache policy "$p" | head -n 40; done; true'
+POLICY_CMD = "apt-cache policy 2>&1 | head -n 200"
 
 
 def security_pending(out) -> list[str]:
@@ -59,6 +66,61 @@ def _on(v: str | None) -> bool:
     return v is not None and (v == "always" or (v.isdigit() and int(v) == 1))
 
 
+def full_pending(text: str, extra: list[str]) -> list[tuple[str, str, bool]]:
+    """(package, new version, security) from a dist-upgrade simulation."""
+    found = []
+    for line in text.splitlines():
+        words = line.split()
+        if line.startswith("Inst ") and len(words) > 1:
+            new = line[line.find("(") + 1:line.find(")")].split() if "(" in line else []
+            found.append((words[1], new[0] if new else "?", bool(SECURITY_RE.search(line)) or any(x in line for x in extra)))
+    return found
+
+
+def security_origins(policy: str, extra: list[str]) -> set[str]:
+    """Source lines ("URL suite/comp arch Packages") whose release is a security suite, from apt-cache policy."""
+    found, last = set(), None
+    for line in policy.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0].isdigit() and not line.strip().startswith("release"):
+            last = " ".join(words[1:])
+            if any(x in line for x in extra):
+                found.add(last)
+        elif line.strip().startswith("release") and last and SECURITY_RE.search(line):
+            found.add(last)
+    return found
+
+
+def held_pending(text: str, extra: list[str], secure: set[str] = frozenset()) -> list[tuple[str, str, bool]]:
+    """Held packages whose candidate is newer than the installed version, from apt-cache policy."""
+    found = []
+    for block in text.split("@held ")[1:]:
+        lines = block.splitlines()
+        pkg = lines[0].strip()
+        info = {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:4]) if _}
+        inst, cand = info.get("Installed", ""), info.get("Candidate", "")
+        if not cand or cand in ("(none)", inst):
+            continue
+        origins, in_cand = [], False
+        for l in lines[4:]:
+            words = l.replace("***", "").split()
+            if len(words) == 2 and words[1].lstrip("-").isdigit():  # "     1.2-3 500": a version line
+                in_cand = words[0] == cand
+            elif in_cand:
+                origins.append(l)
+        sources = {" ".join(o.split()[1:]) for o in origins if o.split() and o.split()[0].isdigit()}
+        found.append((pkg, cand, bool(sources & secure) or any(SECURITY_RE.search(o) or any(x in o for x in extra) for o in origins)))
+    return found
+
+
+def security_source(policy: str, codename: str, extra: list[str]) -> str | None:
+    """The line of apt-cache policy naming a security source for this release, if any."""
+    for line in policy.splitlines():
+        if (codename and f"n={codename}-security" in line) or "l=Debian-Security" in line or any(x in line for x in extra):
+            return line.strip()
+    return None
+
+
 @register
 class PatchState(ControlType):
     name = "patch_state"
@@ -68,16 +130,24 @@ class PatchState(ControlType):
             "max_pending_security": {"type": "integer", "minimum": 0},
             "max_lists_age_days": {"type": "integer", "minimum": 0},
             "unattended_upgrades": {"type": "boolean"},
+            "security_sources": {"type": "array", "items": {"type": "string", "minLength": 3},
+                                 "description": "apt-cache policy text naming the organisation's security mirror"},
         },
         "required": ["max_pending_security", "max_lists_age_days", "unattended_upgrades"],
     }
 
     def probes(self, p):
-        return {"apt.pending": HOST_FACT_PROBES["apt.pending"], "dpkg.status": HOST_FACT_PROBES["dpkg.status"],
+        return {"apt.full": FULL_CMD, "apt.held": HELD_CMD, "apt.policy": POLICY_CMD,
+                "fact.os_release": HOST_FACT_PROBES["fact.os_release"], "dpkg.status": HOST_FACT_PROBES["dpkg.status"],
                 "apt.config": "apt-config dump", "apt.lists_mtime": LISTS_CMD}
 
+    def _pending(self, p, out) -> list[tuple[str, str, bool]]:
+        extra = p.get("security_sources") or []
+        secure = security_origins(out["apt.policy"].stdout, extra)
+        return full_pending(out["apt.full"].stdout, extra) + held_pending(out["apt.held"].stdout, extra, secure)
+
     def _state(self, p, out):
-        sec = security_pending(out)
+        sec = [f"{pkg} {ver}" for pkg, ver, is_sec in self._pending(p, out) if is_sec]
         age = lists_age_days(out["apt.lists_mtime"].stdout)
         uu = None
         if p["unattended_upgrades"]:
@@ -96,9 +166,22 @@ class PatchState(ControlType):
             sec, age, uu = self._state(p, out)
         except (ValueError, IndexError) as exc:
             return error(f"cannot parse apt state: {exc!r}")
+        errors = [l for l in out["apt.full"].stdout.splitlines() if l.startswith("E: ")]
+        if errors:
+            return error(f"apt-get -s dist-upgrade failed: {errors[0][:200]}")
+        codename = next((l.split("=", 1)[1].strip().strip('"') for l in out["fact.os_release"].stdout.splitlines()
+                         if l.startswith("VERSION_CODENAME=")), "")
+        source = security_source(out["apt.policy"].stdout, codename, p.get("security_sources") or [])
+        held = [f"{pkg} {ver}" for pkg, ver, _ in held_pending(out["apt.held"].stdout, p.get("security_sources") or [])]
+        ev = parsers.evidence([source or f"no security source for {codename or 'this release'} in apt-cache policy"]
+                              + [f"Inst {x}" for x in sec] + [f"held: {x}" for x in held], "apt-get -s dist-upgrade; apt-mark showhold; apt-cache policy")
         problems, seen = [], [f"{len(sec)} pending security update(s)" + (f" ({', '.join(sec[:5])})" if sec else "")]
+        if held:
+            seen.append(f"held back: {', '.join(held[:5])}")
+        if source is None:
+            problems.append(f"cannot know: no security source configured for {codename or 'this release'}")
         if len(sec) > p["max_pending_security"]:
-            problems.append("security backlog")
+            problems.append("security backlog: " + ", ".join(sec[:10]))
         seen.append("no package lists" if age is None else f"lists {age:.1f} days old")
         if age is None or age > p["max_lists_age_days"]:
             problems.append("stale lists")
@@ -107,7 +190,7 @@ class PatchState(ControlType):
             seen.append(f"unattended-upgrades {'installed' if uu['installed'] else 'missing'}, {vals}")
             if not (uu["installed"] and uu["periodic"]):
                 problems.append("unattended-upgrades off")
-        return verdict(not problems, "; ".join(seen), expected)
+        return Verdict("pass" if not problems else "fail", "; ".join(seen), expected, "; ".join(problems), ev)
 
     def operations(self, p, out):
         sec, age, uu = self._state(p, out)

@@ -1,12 +1,48 @@
-"""systemd units that must run (auditd, chrony) or must not (telnet, rsh, avahi...)."""
+"""systemd units that must run (auditd, chrony) or must not (telnet, rsh, avahi...).
+
+Judged on `systemctl show` (kijun.parsers.systemctl_show): the unit file state says whether it starts
+at boot, the active state whether it runs now; a unit systemd does not know is LoadState=not-found.
+"""
 
 from __future__ import annotations
 
-from shlex import quote
+import shlex
 
+from kijun import parsers
 from kijun.controls import kinds
-from kijun.controls.base import ControlType, OpCall, not_applicable, register, verdict
+from kijun.controls.base import (
+    ControlType,
+    OpCall,
+    Verdict,
+    not_applicable,
+    register,
+)
 from kijun.probe import HOST_FACT_PROBES
+
+PROPS = ("Id", "LoadState", "UnitFileState", "ActiveState", "SubState", "LastTriggerUSec", "ActiveEnterTimestamp")
+NO_SYSTEMD = "systemd is not PID 1 on this host: unit state cannot be observed"
+
+
+def show_probe(unit: str) -> dict[str, str]:
+    props = " ".join(f"-p {p}" for p in PROPS)
+    return {"fact.systemd": HOST_FACT_PROBES["fact.systemd"],
+            f"systemctl.{unit}": f"systemctl show --timestamp=unix {props} -- {shlex.quote(unit)}; true"}
+
+
+def has_systemd(out) -> bool:
+    return out["fact.systemd"].stdout.strip() == "yes"
+
+
+def unit_props(out, unit: str) -> dict[str, str]:
+    """The unit's properties; {} when systemctl printed nothing usable (no systemd, garbled output)."""
+    units = parsers.systemctl_show(out[f"systemctl.{unit}"].stdout)
+    return next(iter(units.values()), {})
+
+
+def unit_words(props: dict[str, str]) -> str:
+    if props.get("LoadState") == "not-found":
+        return "not installed (LoadState=not-found)"
+    return f"{props.get('UnitFileState') or 'unknown'}, {props.get('ActiveState') or 'unknown'}"
 
 
 @register
@@ -23,25 +59,27 @@ class Service(ControlType):
     }
 
     def probes(self, p):
-        n, q = p["name"], quote(p["name"])
-        return {"fact.systemd": HOST_FACT_PROBES["fact.systemd"],
-                f"systemctl.{n}": f"systemctl is-enabled -- {q}; systemctl is-active -- {q}; true"}
+        return show_probe(p["name"])
 
     def evaluate(self, p, out):
-        if out["fact.systemd"].stdout.strip() != "yes":
-            return not_applicable("systemd is not PID 1 on this host: unit state cannot be observed")
-        lines = out[f"systemctl.{p['name']}"].stdout.splitlines() + ["", ""]
-        enabled_word, active_word = lines[0].strip(), lines[1].strip()
-        # "not-found"/"masked"/"disabled" all mean the unit will not start at boot.
-        enabled = enabled_word in ("enabled", "enabled-runtime", "static", "alias", "indirect", "generated")
-        active = active_word in ("active", "reloading", "activating")
+        if not has_systemd(out):
+            return not_applicable(NO_SYSTEMD, parsers.evidence([out["fact.systemd"].stdout], "[ -d /run/systemd/system ]"))
+        props = unit_props(out, p["name"])
+        ev = parsers.evidence([f"{k}={v}" for k, v in props.items()] or [out[f"systemctl.{p['name']}"].stdout[:200]],
+                              f"systemctl show {p['name']}")
+        if not props:
+            return Verdict("error", reason=f"systemctl show {p['name']} printed no unit properties", evidence=ev)
+        # not-found/masked/disabled all mean the unit will not start at boot.
+        enabled, active = parsers.unit_enabled(props), parsers.unit_active(props)
         want_active = p.get("active", p["enabled"])
         ok = enabled == p["enabled"] and active == want_active
-        return verdict(ok, f"{enabled_word or 'unknown'}, {active_word or 'unknown'}",
-                       f"{'enabled' if p['enabled'] else 'disabled'}, {'active' if want_active else 'inactive'}")
+        expected = f"{'enabled' if p['enabled'] else 'disabled'}, {'active' if want_active else 'inactive'}"
+        observed = unit_words(props)
+        return Verdict("pass" if ok else "fail", observed, expected,
+                       "" if ok else f"{p['name']} is {observed}, expected {expected}", ev)
 
     def operations(self, p, out):
-        if out["fact.systemd"].stdout.strip() != "yes":
+        if not has_systemd(out):
             return []
         return [OpCall("pyinfra.operations.systemd.service",
                        {"service": p["name"], "running": p.get("active", p["enabled"]), "enabled": p["enabled"]},

@@ -9,7 +9,14 @@ from __future__ import annotations
 from shlex import quote
 
 from kijun.controls import kinds
-from kijun.controls.base import ControlType, OpCall, Verdict, not_applicable, register, verdict
+from kijun.controls.base import (
+    ControlType,
+    OpCall,
+    Verdict,
+    not_applicable,
+    register,
+    verdict,
+)
 from kijun.controls.confparse import COMPARE_WORDS, compare
 
 DROPIN = "/etc/ssh/sshd_config.d/00-kijun.conf"

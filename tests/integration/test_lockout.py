@@ -27,6 +27,7 @@ LOCKOUT = str(ROOT / "tests/data/lockout-sshd.yaml")
 PRUNE = str(ROOT / "tests/data/backup-prune.yaml")
 NFT = str(ROOT / "tests/data/lockout-nft.yaml")
 PAM = str(ROOT / "tests/data/lockout-pam.yaml")
+KEYS = str(ROOT / "tests/data/lockout-keys.yaml")
 BACKUPS = "/var/lib/kijun/backup"
 REVERTED = "reverted (would lock out)"
 
@@ -95,10 +96,24 @@ def test_a_pam_lockout_is_reverted_like_an_sshd_one(lab):
     assert operator_ok(host)
 
 
+def test_an_authorized_keys_owner_change_is_reverted(lab):
+    """Metadata only: sshd (StrictModes) refuses a key file owned by another user."""
+    host = lab.hosts[-1]
+    keys = "/home/kijun/.ssh/authorized_keys"
+    before = sh(lab, host, f"stat -c '%a %U %G' {keys}")
+    rc, ops, _ = apply_json("-b", KEYS, "--limit", host.name)
+    assert rc == 1 and ops["T-KEYLOCK-001"]["status"] == "failed" and ops["T-KEYLOCK-001"]["reason"] == REVERTED, ops
+    assert sh(lab, host, f"stat -c '%a %U %G' {keys}") == before
+    assert operator_ok(host)
+
+
 def test_backups_are_private_and_pruned_to_the_newest(lab):
     host = lab.hosts[-1]
     keep, runs = 3, 5
     shadow_mode = sh(lab, host, "stat -c '%a %U %G' /etc/shadow")
+    # per-change copies left two days ago by an apply that was killed mid-change
+    stale = f"{BACKUPS}/20200101T000000Z-000000/step"
+    sh(lab, host, f"umask 077; mkdir -p {stale}/files/etc && cp -a /etc/shadow {stale}/files/etc/ && touch -d '2 days ago' {stale}")
     done = []
     for _ in range(runs):
         sh(lab, host, "useradd -D -f -1")  # drift the fix corrects by rewriting /etc/default/useradd
@@ -106,6 +121,7 @@ def test_backups_are_private_and_pruned_to_the_newest(lab):
         assert rc == 0 and ops["T-ACCT-001"]["status"] == "changed", ops
         done.append(err.split("run ", 1)[1].split(":", 1)[0])
 
+    assert sh(lab, host, f"ls -d {stale} 2>/dev/null || echo GONE") == "GONE\n"
     copies = sh(lab, host, f"ls -d {BACKUPS}/*/files/etc/shadow").split()
     assert [c.split("/")[5] for c in copies] == done[-keep:], copies
     assert sh(lab, host, f"stat -c '%a %U' {BACKUPS}/*/files/etc/shadow").split("\n")[:-1] == ["600 root"] * keep

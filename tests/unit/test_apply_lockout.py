@@ -22,6 +22,19 @@ def test_login_path_is_declared_by_the_files_a_type_changes():
     assert REGISTRY["setting"].touches_login({"path": "/etc/pam.d/common-auth", "key": "x", "value": "1"})
     assert not REGISTRY["setting"].touches_login({"path": "/etc/login.defs", "key": "PASS_MAX_DAYS", "value": 90})
     assert not REGISTRY["sysctl"].touches_login({"key": "net.ipv4.ip_forward", "value": 0})
+    keys = {"path": "/home/kijun/.ssh/authorized_keys", "mode": "0600", "owner": "nobody"}
+    assert REGISTRY["file_mode"].touches_login(keys) and REGISTRY["file_mode"].touches_login({"path": "/root/.ssh", "mode": "0700"})
+    assert not REGISTRY["file_mode"].touches_login({"path": "/var/log/syslog", "mode": "0640"})
+
+
+def test_file_mode_backs_up_regular_files_only():
+    from kijun.model import ProbeOutput
+
+    p = {"path": "/home/kijun/.ssh/authorized_keys", "mode": "0600"}
+    for kind, want in (("regular file", [p["path"]]), ("regular empty file", [p["path"]]), ("directory", [])):
+        out = {f"stat.{p['path']}": ProbeOutput(f"644 kijun kijun {kind}\n", 0)}
+        assert REGISTRY["file_mode"].files(p, out) == want, kind
+    assert REGISTRY["file_mode"].files(p, {f"stat.{p['path']}": ProbeOutput("", 1)}) == []
 
 
 def reverted_outcome():

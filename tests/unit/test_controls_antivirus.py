@@ -1,65 +1,78 @@
-"""antivirus: real probe on this machine against a signature directory built in a tmp dir."""
+"""antivirus (NISC-AV-001): signature age is the database's build time as sigtool reads it, never a file's mtime.
+
+Real tool output: sigtool 1.4.6 (the lab repo's clamav, in the test root) rejecting random bytes and a forged
+header. A database sigtool accepts is written from sigtool's format ("Verification OK."): the hosts here are
+offline and cannot fetch a signed one.
+"""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from chroot_rootfs import root  # noqa: E402,F401  (fixture)
 
 from kijun.controls import REGISTRY
 from kijun.controls.base import ProbeOutput
-from kijun.probe import local_runner, run_probes
+from kijun.probe import run_probes
 
 T = REGISTRY["antivirus"]
 DAY = 86400
+HOSTOUT = Path(__file__).parent / "fixtures" / "hostout"
+P = {"packages": ["clamav"], "signature_dir": "/var/lib/clamav", "max_signature_age_days": 1}
+DPKG = ProbeOutput("clamav\tii \t1.4.6\n", 0)
+BUILT = 1795940760  # 29 Nov 2026 08:26 +0000, the build time in the fixtures
+FORGED = (HOSTOUT / "sigtool-info-forged-header.txt").read_text()
+ACCEPTED = FORGED + "Verification OK.\n"
 
 
-def params(d, packages=("dpkg",)):  # dpkg is installed wherever these probes can run
-    return {"packages": list(packages), "signature_dir": str(d), "max_signature_age_days": 7}
+def sigtool_out(now: int, *files: tuple[str, int]) -> ProbeOutput:
+    return ProbeOutput(f"{now}\n" + "".join(f"@file {text.splitlines()[0][6:]}\n{text}@rc {rc}\n" for text, rc in files), 0)
 
 
-def judge(p):
-    out = run_probes(T.probes(p), local_runner)
-    return T.evaluate(p, out), out
-
-
-def sig(d, name, days_old, size=100):
-    f = d / name
-    f.write_bytes(b"x" * size)
-    t = time.time() - days_old * DAY
-    os.utime(f, (t, t))
-
-
-def test_no_signatures_fails(tmp_path):
-    (tmp_path / "README").write_text("not a signature")
-    v, _ = judge(params(tmp_path))
-    assert v.status == "fail" and "no signature files" in v.observed
-
-
-def test_fresh_and_stale(tmp_path):
-    sig(tmp_path, "main.cvd", 40)
-    sig(tmp_path, "daily.cld", 2)
-    v, _ = judge(params(tmp_path))
+def test_fresh_accepted_database_passes_with_build_time_as_evidence():
+    v = T.evaluate(P, {"dpkg.status": DPKG, "sigtool./var/lib/clamav": sigtool_out(BUILT + 3600, (ACCEPTED, 0))})
     assert v.status == "pass", v
-    assert "newest signature daily.cld 2.0 days old" in v.observed
-    sig(tmp_path, "daily.cld", 9)
-    sig(tmp_path, "bytecode.cud", 3, size=0)  # empty: a failed download, not a signature
-    v, _ = judge(params(tmp_path))
-    assert v.status == "fail" and "daily.cld 9.0 days old" in v.observed
+    assert "newest signature database daily.cvd built 0.0 days ago" in v.observed
+    assert "Build time: 29 Nov 2026 08:26 +0000" in v.evidence
 
 
-def test_missing_package_fails_even_with_fresh_signatures(tmp_path):
-    sig(tmp_path, "daily.cvd", 0)
-    v, out = judge(params(tmp_path, ("dpkg", "kijun-no-such-package")))
-    assert v.status == "fail" and "missing: kijun-no-such-package" in v.observed
-    ops = T.operations(params(tmp_path, ("dpkg", "kijun-no-such-package")), out)
-    assert ops[0].kwargs["packages"] == ["kijun-no-such-package"]
+def test_old_build_fails_whatever_the_file_time():
+    v = T.evaluate(P, {"dpkg.status": DPKG, "sigtool./var/lib/clamav": sigtool_out(BUILT + 3 * DAY, (ACCEPTED, 0))})
+    assert v.status == "fail" and "signatures built 3.0 days ago (limit 1)" in v.reason
+
+
+def test_forged_header_sigtool_rejects_fails():
+    v = T.evaluate(P, {"dpkg.status": DPKG, "sigtool./var/lib/clamav": sigtool_out(BUILT + 60, (FORGED, 1))})
+    assert v.status == "fail" and "no signature database sigtool accepts" in v.reason and "daily.cvd" in v.reason
+
+
+def test_edge_cases():
+    assert T.evaluate(P, {"dpkg.status": DPKG, "sigtool./var/lib/clamav": ProbeOutput("", 0)}).status == "error"
+    ok = sigtool_out(BUILT + 60, (ACCEPTED, 0))
+    assert T.evaluate(P, {"dpkg.status": ProbeOutput("clamav\trc \t1.4.6\n", 0), "sigtool./var/lib/clamav": ok}).status == "fail"
+
+
+def test_random_bytes_touched_today_do_not_pass(root):
+    """The old mtime check passed this; sigtool (real, in the test root) does not accept it."""
+    res = root.sh("DEBIAN_FRONTEND=noninteractive apt-get -q -y install clamav >/dev/null 2>&1", check=False)
+    if res.returncode != 0:
+        pytest.skip("cannot install clamav from the lab repo")
+    root.sh("mkdir -p /var/lib/clamav && head -c 65536 /dev/urandom > /var/lib/clamav/daily.cvd && "
+            "head -c 65536 /dev/urandom > /var/lib/clamav/main.cld")
+    out = run_probes(T.probes(P), root.runner())
+    v = T.evaluate(P, out)
+    assert v.status == "fail" and "no signature database sigtool accepts" in v.reason, v
+    assert "daily.cvd: sigtool rejected it" in v.reason and "main.cld: sigtool rejected it" in v.reason
 
 
 def test_freshclam_failure_is_reported_not_faked(tmp_path):
-    p = params(tmp_path)
-    v, out = judge(p)
-    (op,) = T.operations(p, out)
+    out = {"dpkg.status": DPKG, "sigtool./var/lib/clamav": sigtool_out(BUILT, (FORGED, 1))}
+    (op,) = T.operations(P, out)
     # a freshclam that cannot reach a mirror (as offline): the op says so and plants nothing
     bin_ = tmp_path / "bin"
     bin_.mkdir()
@@ -69,15 +82,3 @@ def test_freshclam_failure_is_reported_not_faked(tmp_path):
                          env={"PATH": f"{bin_}:/usr/bin:/bin"}, cwd=tmp_path)
     assert res.returncode == 0  # non-fatal: the other items of this host still get applied
     assert "freshclam failed" in res.stderr
-    assert judge(p)[0].status == "fail"
-
-
-def test_hand_built_edge_cases():
-    p = {"packages": ["clamav"], "signature_dir": "/var/lib/clamav", "max_signature_age_days": 1}
-    dpkg = ProbeOutput("clamav\tii \t1.4.6\n", 0)
-    assert T.evaluate(p, {"dpkg.status": dpkg, "sigs./var/lib/clamav": ProbeOutput("", 0)}).status == "error"
-    assert T.evaluate(p, {"dpkg.status": dpkg, "sigs./var/lib/clamav": ProbeOutput("date: not found", 127)}).status == "error"
-    ok = ProbeOutput(f"{100 * DAY}\n{100 * DAY - 3600} 5000 /var/lib/clamav/daily.cld", 0)
-    assert T.evaluate(p, {"dpkg.status": dpkg, "sigs./var/lib/clamav": ok}).status == "pass"
-    rc_only = ProbeOutput("clamav\trc \t1.4.6\n", 0)  # removed, config files left
-    assert T.evaluate(p, {"dpkg.status": rc_only, "sigs./var/lib/clamav": ok}).status == "fail"

@@ -119,7 +119,7 @@ def test_ops_then_probe_pass(root):
 def _out(nft: ProbeOutput, route: str = "") -> dict:
     return {"nft.kijun_egress": nft, "ip.route4.default": ProbeOutput(route, 0),
             f"file.{ef.DROPIN}": ProbeOutput(ef.render(P), 0), f"file.{ef.MAIN}": ProbeOutput(ef.INCLUDE, 0),
-            "fact.systemd": ProbeOutput("yes", 0), "systemctl.nftables": ProbeOutput("disabled\ninactive", 0)}
+            "fact.systemd": ProbeOutput("yes", 0), "systemctl.nftables": ProbeOutput("Id=x.service\nLoadState=loaded\nActiveState=inactive\nUnitFileState=disabled\n", 0)}
 
 
 def test_hand_built_edge_cases():
@@ -139,5 +139,32 @@ def test_systemd_host_needs_nftables_enabled():
     out = _out(ProbeOutput(loaded.stdout, 0))
     v = T.evaluate({**P, "no_default_route": False}, out)
     assert v.status == "fail" and "nftables.service disabled" in v.observed
-    out["systemctl.nftables"] = ProbeOutput("enabled\nactive", 0)
+    out["systemctl.nftables"] = ProbeOutput("Id=x.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n", 0)
     assert T.evaluate({**P, "no_default_route": False}, out).status == "pass"
+
+
+def test_behavioural_probe_only_for_listed_destinations_and_judged():
+    """The connection probe really runs here against a listening and a closed loopback port."""
+    import socket
+
+    from kijun.controls import egress_firewall as ef
+    from kijun.probe import local_runner, run_probes
+
+    t = REGISTRY["egress_firewall"]
+    base = {"allow": [], "no_default_route": False}
+    assert not any(k.startswith("egress.connect.") for k in t.probes(base))  # nothing listed: no traffic at all
+    srv = socket.create_server(("127.0.0.1", 0))
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    p = {**base, "probe_allowed": [{"address": "127.0.0.1", "port": srv.getsockname()[1]}],
+         "probe_blocked": [{"address": "127.0.0.1", "port": closed_port}]}
+    cmds = {k: v for k, v in t.probes(p).items() if k.startswith("egress.connect.")}
+    out = run_probes(cmds, local_runner)
+    srv.close()
+    assert sorted(o.stdout.strip() for o in out.values()) == ["closed", "open"]
+    problems, ev = ef.behaviour(p, out)
+    assert problems == [] and any("(want open)" in e for e in ev)
+    swapped = {**base, "probe_allowed": p["probe_blocked"], "probe_blocked": p["probe_allowed"]}
+    problems, _ = ef.behaviour(swapped, out)
+    assert len(problems) == 2 and "succeeded (must be blocked)" in problems[0] + problems[1]

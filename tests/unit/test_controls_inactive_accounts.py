@@ -61,7 +61,7 @@ def test_stale_account_locked_by_ops(root):
     add_user(root, "svc", 1003, 400, shell="/usr/sbin/nologin")  # not a human account
     v, out = judge(root)
     assert v.status == "fail"
-    assert "not locked: alice" in v.observed and "bob" not in v.observed.split("not locked:")[1]
+    assert "not disabled: alice" in v.observed and "bob" not in v.observed.split("not disabled:")[1]
     assert "svc" not in v.observed
     (op,) = T.operations(P, out)
     assert "usermod -L -e 1 -- alice" in op.kwargs["commands"] and "useradd -D -f 30" in op.kwargs["commands"]
@@ -83,10 +83,10 @@ def test_wtmp_evidence_without_lastlog(root):
     assert "dave" in root.sh("last -w -f /var/log/wtmp").stdout  # the record is real to `last`
     v, _ = judge(root, {**P, "inactive_days": 99999})
     assert "last use from wtmp+shadow lastchg" in v.observed
-    assert "not locked" not in v.observed  # the wtmp login 10 days ago counts
+    assert "not disabled" not in v.observed  # the wtmp login 10 days ago counts
     root.sh(": > /var/log/wtmp")
     v, _ = judge(root, {**P, "inactive_days": 99999})
-    assert "not locked: dave" in v.observed and "shadow lastchg only" in v.observed
+    assert "not disabled: dave" in v.observed and "shadow lastchg only" in v.observed
 
 
 def test_connecting_operator_never_locked(root):
@@ -95,14 +95,15 @@ def test_connecting_operator_never_locked(root):
     assert "ops" not in v.observed
     assert not any("ops" in c for op in T.operations(P, out) for c in op.kwargs["commands"])
     v, _ = judge(root)
-    assert "not locked: ops" in v.observed
+    assert "not disabled: ops" in v.observed
 
 
 def test_hand_built_edge_cases():
     base = {"file./etc/passwd": ProbeOutput("alice:x:1001:1001::/home/alice:/bin/bash", 0),
             "shadow.summary": ProbeOutput("alice:P:20000:0:99999:7:30::", 0),
             "useradd.defaults": ProbeOutput("INACTIVE=30", 0),
-            "login.last": ProbeOutput("", 0), "fact.operator": ProbeOutput("root", 0)}
+            "login.last": ProbeOutput("", 0), "fact.operator": ProbeOutput("root", 0),
+            "ssh.keys.1000": ProbeOutput("", 0)}
     assert T.evaluate(P, base).status == "error"  # no clock line: cannot judge age
     assert T.evaluate(P, {**base, "shadow.summary": ProbeOutput("awk: cannot open /etc/shadow", 2)}).status == "error"
     now = 20050 * DAY  # 50 days after alice's last password change, no login record
@@ -110,9 +111,29 @@ def test_hand_built_edge_cases():
     assert T.evaluate(P, ok).status == "pass"
     assert T.evaluate({**P, "max_unused_days": 40}, ok).status == "fail"
     ok_old = {**ok, "shadow.summary": ProbeOutput("alice:!:19000:0:99999:7:30::", 0)}
-    assert T.evaluate({**P, "max_unused_days": 40}, ok_old).status == "pass"  # unused but locked
+    # unused, password locked, but a login shell is left: not disabled by kijun's one definition
+    v = T.evaluate({**P, "max_unused_days": 40}, ok_old)
+    assert v.status == "fail" and "not disabled: alice (shell /bin/bash)" in v.reason
     expired = {**ok, "shadow.summary": ProbeOutput("alice:P:19000:0:99999:7:30:20049:", 0)}
     assert T.evaluate({**P, "max_unused_days": 40}, expired).status == "pass"  # unused but expired
     assert T.evaluate({**P, "max_unused_days": 40}, {**ok, "fact.operator": ProbeOutput("alice", 0)}).status == "pass"
     missing = {**ok, "shadow.summary": ProbeOutput("", 0)}
     assert "no shadow entry: alice" in T.evaluate(P, missing).observed
+
+
+def test_locked_password_with_an_ssh_key_is_not_disabled(root):
+    """`usermod -L` alone leaves the key login (UsePAM yes): verify and apply share one definition."""
+    add_user(root, "erin", 1006, 300)
+    root.sh("usermod -L erin && mkdir -p /home/erin/.ssh && "
+            "echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBw6DQCk7gE3FQXlWvT4mrqY9b4qNqO6G0x0QbNvG1Qm erin@laptop' "
+            "> /home/erin/.ssh/authorized_keys && echo '# old key, commented' > /home/erin/.ssh/authorized_keys2")
+    v, out = judge(root)
+    assert out["ssh.keys.1000"].stdout.strip() == "erin 1 /home/erin/.ssh/authorized_keys"  # comments are no key
+    assert v.status == "fail"
+    assert "erin (SSH key in /home/erin/.ssh/authorized_keys; shell /bin/bash)" in v.reason
+    (op,) = T.operations(P, out)
+    assert "usermod -L -e 1 'erin'" in op.kwargs["commands"]
+    root.sh("usermod -L -e 1 erin")  # what apply runs: expired = disabled, key or not
+    v, _ = judge(root)
+    assert "not disabled" not in v.reason  # expired: no login by any method
+    root.sh("userdel -r erin")

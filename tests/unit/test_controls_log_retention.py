@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from chroot_rootfs import root  # noqa: E402,F401  (fixture)
 
 from kijun.controls import REGISTRY
+from kijun.controls import log_retention
 from kijun.controls.base import ProbeOutput
 from kijun.probe import run_probes
 
@@ -82,14 +83,19 @@ def test_scripts_are_not_directives(root):
     assert judge(root, 28)[0].status == "pass"
 
 
+NO_OTHER_STORES = {"journald.conf": ProbeOutput("", 0), "file./etc/audit/auditd.conf": ProbeOutput("cat: no such file", 1),
+                   "logs.oldest": ProbeOutput("1795983022\n", 0)}
+
+
 def test_missing_conf_and_garbage():
-    out = {"logrotate.conf": ProbeOutput("", 0)}
+    out = {"logrotate.conf": ProbeOutput("", 0), **NO_OTHER_STORES}
     v = T.evaluate({"days": 30}, out)
     assert v.status == "fail" and "logrotate.conf" in v.observed
     assert T.operations({"days": 30}, out)[0].kwargs["packages"] == ["logrotate"]
-    bad = {"logrotate.conf": ProbeOutput("/etc/logrotate.conf:/var/log/x {\n/etc/logrotate.conf:rotate many\n/etc/logrotate.conf:}", 0)}
+    bad = {"logrotate.conf": ProbeOutput("/etc/logrotate.conf:/var/log/x {\n/etc/logrotate.conf:rotate many\n/etc/logrotate.conf:}", 0),
+           **NO_OTHER_STORES}
     assert T.evaluate({"days": 30}, bad).status == "error"
-    empty = {"logrotate.conf": ProbeOutput("/etc/logrotate.conf:weekly", 0)}
+    empty = {"logrotate.conf": ProbeOutput("/etc/logrotate.conf:weekly", 0), **NO_OTHER_STORES}
     assert T.evaluate({"days": 30}, empty).status == "pass"
 
 
@@ -98,3 +104,61 @@ def test_files_names_the_changed_files(root):
     changed = T.files({"days": 60}, out)
     assert "/etc/logrotate.d/rsyslog" in changed and "/etc/logrotate.d/alternatives" not in changed
     assert T.files({"days": 60}) == ["/etc/logrotate.conf"]
+
+
+# journald.conf as Debian bookworm's systemd 252 ships it (head), and auditd.conf's defaults (audit 3.0.9)
+JOURNALD_STOCK = "".join(f"/etc/systemd/journald.conf:{l}\n" for l in (
+    "#  This file is part of systemd.", "[Journal]", "#Storage=auto", "#Compress=yes", "#SystemMaxUse=",
+    "#MaxRetentionSec=", "#ForwardToSyslog=yes"))
+AUDITD_STOCK = "log_file = /var/log/audit/audit.log\nlog_format = ENRICHED\nmax_log_file = 8\nnum_logs = 5\nmax_log_file_action = ROTATE\n"
+LOGROTATE_OK = ProbeOutput("/etc/logrotate.conf:daily\n/etc/logrotate.conf:rotate 400\n/etc/logrotate.conf:/var/log/x {\n/etc/logrotate.conf:}\n", 0)
+
+
+def stores(journald: str, auditd: str | None = None):
+    return {"logrotate.conf": LOGROTATE_OK, "journald.conf": ProbeOutput(journald, 0),
+            "file./etc/audit/auditd.conf": ProbeOutput(auditd, 0) if auditd else ProbeOutput("cat: no such file", 1),
+            "logs.oldest": ProbeOutput("1795983022\n1795896622.5 /var/log/dpkg.log\n", 0)}
+
+
+def test_journal_is_a_store_of_access_records():
+    P = {"days": 365}
+    v = T.evaluate(P, stores(JOURNALD_STOCK + "@installed\n@persistent-dir\n"))
+    assert v.status == "pass", v
+    assert "oldest file under /var/log: 1 days" in v.observed
+    # /var/log/journal deleted: Storage=auto keeps the journal in memory only
+    out = stores(JOURNALD_STOCK + "@installed\n")
+    v = T.evaluate(P, out)
+    assert v.status == "fail" and "journal kept in memory only (Storage=auto and /var/log/journal missing)" in v.reason
+    cmds = [c for op in T.operations(P, out) for c in op.kwargs.get("commands", [])]
+    assert any("mkdir -p /var/log/journal" in c for c in cmds)
+    # a size cap in a later drop-in: the age kept depends on volume
+    capped = JOURNALD_STOCK + "/etc/systemd/journald.conf.d/50-cap.conf:[Journal]\n" \
+        "/etc/systemd/journald.conf.d/50-cap.conf:SystemMaxUse=50M\n@installed\n@persistent-dir\n"
+    v = T.evaluate(P, stores(capped))
+    assert v.status == "fail" and "journal capped by size (SystemMaxUse=50M)" in v.reason
+    assert "/etc/systemd/journald.conf.d/50-cap.conf:2: SystemMaxUse=50M" in v.evidence
+    drop = [op for op in T.operations(P, stores(capped)) if op.kwargs.get("dest") == log_retention.JOURNALD_DROPIN][0]
+    fixed = capped + "".join(f"{log_retention.JOURNALD_DROPIN}:{l}\n" for l in drop.kwargs["content"].splitlines())
+    assert T.evaluate(P, stores(fixed)).status == "pass"  # kijun's zz- drop-in is read last
+    short = JOURNALD_STOCK + "/etc/systemd/journald.conf.d/x.conf:[Journal]\n/etc/systemd/journald.conf.d/x.conf:MaxRetentionSec=1month\n@installed\n@persistent-dir\n"
+    assert "MaxRetentionSec=1month is shorter than 365 days" in T.evaluate(P, stores(short)).reason
+    volatile = JOURNALD_STOCK + "/etc/systemd/journald.conf.d/x.conf:[Journal]\n/etc/systemd/journald.conf.d/x.conf:Storage=volatile\n@installed\n@persistent-dir\n"
+    assert "Storage=volatile" in T.evaluate(P, stores(volatile)).reason
+    # no journald on the host (chroot lab): not a store, logrotate decides
+    assert T.evaluate(P, stores(JOURNALD_STOCK)).status == "pass"
+
+
+def test_auditd_rotating_by_size_fails_and_keep_logs_passes():
+    P = {"days": 365}
+    v = T.evaluate(P, stores("", AUDITD_STOCK))
+    assert v.status == "fail" and "max_log_file_action=ROTATE, num_logs=5, max_log_file=8 MB" in v.reason
+    ops = T.operations(P, stores("", AUDITD_STOCK))
+    assert any(op.kwargs.get("replace") == "max_log_file_action = keep_logs" for op in ops)
+    assert T.evaluate(P, stores("", AUDITD_STOCK.replace("ROTATE", "keep_logs"))).status == "pass"
+
+
+def test_systemd_seconds():
+    assert log_retention.systemd_seconds("1month") == 2629800
+    assert log_retention.systemd_seconds("2d 12h") == 2 * 86400 + 12 * 3600
+    assert log_retention.systemd_seconds("3600") == 3600
+    assert log_retention.systemd_seconds("soon") is None

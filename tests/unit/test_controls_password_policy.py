@@ -90,15 +90,24 @@ def test_hand_built_edge_cases():
            f"file.{pp.PAM}": ProbeOutput("password requisite pam_pwquality.so retry=3\n", 0),
            f"file.{pp.LOGIN_DEFS}": ProbeOutput("PASS_MAX_DAYS 90\nPASS_MIN_DAYS 1\nPASS_WARN_AGE 14\n", 0),
            "file./etc/passwd": ProbeOutput("root:x:0:0::/root:/bin/bash\n", 0), "shadow.summary": ProbeOutput("root:P:1:0:99999:7:::", 0),
-           "fact.operator": ProbeOutput("root", 0)}
+           "fact.operator": ProbeOutput("root", 0), "file./etc/group": ProbeOutput("sudo:x:27:\n", 0),
+           f"file.{pp.PWHISTORY_CONF}": ProbeOutput("cat: no such file", 1)}
     p = {k: v for k, v in P.items() if k != "min_classes"}
     v = T.evaluate(p, out)
     assert v.status == "fail" and "minlen=twelve" in v.observed  # unparsable never passes
     out[f"file.{pp.PWQ}"] = ProbeOutput("minlen = 12\n", 0)
-    assert T.evaluate(p, out).status == "pass"  # root's own max days are not judged
+    # root has a password that never expires: the administrators' cycle must be at least as strict
+    v = T.evaluate(p, out)
+    assert v.status == "fail" and v.reason == "administrators' max days > 90: root"
+    assert "chage -M 90 'root'" in [c for op in T.operations(p, out) for c in op.kwargs.get("commands", [])]
+    out["shadow.summary"] = ProbeOutput("root:P:1:0:30:7:::", 0)
+    assert T.evaluate({**p, "admin_max_days": 30}, out).status == "pass"
+    assert T.evaluate({**p, "admin_max_days": 29}, out).status == "fail"
+    out["shadow.summary"] = ProbeOutput("root:*:1:0:99999:7:::", 0)  # no password to age
+    assert T.evaluate(p, out).status == "pass"
     # the connecting automation account is never aged: an expired password blocks its key logins too
     out["file./etc/passwd"] = ProbeOutput("root:x:0:0::/root:/bin/bash\nauto:x:1000:1000::/home/auto:/bin/bash\n", 0)
-    out["shadow.summary"] = ProbeOutput("root:P:1:0:99999:7:::\nauto:!:1:0:99999:7:::", 0)
+    out["shadow.summary"] = ProbeOutput("root:!:1:0:99999:7:::\nauto:!:1:0:99999:7:::", 0)
     assert T.evaluate(p, out).observed == "max days too long: auto"
     out["fact.operator"] = ProbeOutput("auto", 0)
     assert T.evaluate(p, out).status == "pass"
@@ -106,3 +115,38 @@ def test_hand_built_edge_cases():
     assert "PASS_MAX_DAYS=unset" in T.evaluate(p, out).observed
     out["shadow.summary"] = ProbeOutput("", 2)
     assert T.evaluate(p, out).status == "error"
+
+
+def test_empty_password_field_fails_and_is_locked():
+    out = {"dpkg.status": ProbeOutput("libpam-pwquality\tii \t1.4.5-1\n", 0),
+           f"file.{pp.PWQ}": ProbeOutput("minlen = 12\n", 0), "pwquality.conf.d": ProbeOutput("", 0),
+           f"file.{pp.PAM}": ProbeOutput("password requisite pam_pwquality.so retry=3\n", 0),
+           f"file.{pp.LOGIN_DEFS}": ProbeOutput("PASS_MAX_DAYS 90\nPASS_MIN_DAYS 1\nPASS_WARN_AGE 14\n", 0),
+           "file./etc/passwd": ProbeOutput("root:x:0:0::/root:/bin/bash\nguest:x:998:998::/:/bin/sh\n", 0),
+           "shadow.summary": ProbeOutput("root:*:1:0:99999:7:::\nguest:E:1:0:99999:7:::", 0),  # SHADOW_CMD prints E for ""
+           "fact.operator": ProbeOutput("root", 0), "file./etc/group": ProbeOutput("", 0),
+           f"file.{pp.PWHISTORY_CONF}": ProbeOutput("", 1)}
+    p = {k: v for k, v in P.items() if k != "min_classes"}
+    v = T.evaluate(p, out)
+    assert v.status == "fail" and v.reason == "empty password field: guest"
+    assert "usermod -L 'guest'" in [c for op in T.operations(p, out) for c in op.kwargs.get("commands", [])]
+
+
+def test_pwhistory_remember_applied_with_pam_auth_update(pwq):
+    """pam-auth-update (real, in the test root) places pam_pwhistory before pam_unix; remember is judged."""
+    compliant(pwq)
+    p = {**P, "remember": 5}
+    v, out = judge(pwq, p)
+    assert v.status == "fail" and "pam_pwhistory off" in v.reason, v
+    for op in T.operations(p, out):
+        if op.op == "kijun.ops.put_text":
+            pwq.write(op.kwargs["dest"], op.kwargs["content"])
+        elif "pam-auth-update" in str(op.kwargs):
+            for c in op.kwargs["commands"]:
+                pwq.sh(c)
+    stack = [next(w for w in l.split() if w.endswith(".so")) for l in pwq.file(pp.PAM).read_text().splitlines()
+             if l.startswith("password")]
+    assert stack.index("pam_pwhistory.so") < stack.index("pam_unix.so"), stack
+    v, out = judge(pwq, p)
+    assert "pam_pwhistory" not in v.reason, v
+    assert T.evaluate({**p, "remember": 6}, out).reason.endswith("pam_pwhistory remember=5")

@@ -16,7 +16,9 @@ from kijun.controls.base import ProbeOutput
 from kijun.probe import run_probes
 
 T = REGISTRY["patch_state"]
-P = {"max_pending_security": 0, "max_lists_age_days": 7, "unattended_upgrades": False}
+# the lab's offline repository stands for the organisation's security mirror
+P = {"max_pending_security": 0, "max_lists_age_days": 7, "unattended_upgrades": False,
+     "security_sources": ["file:/srv/kijun-repo"]}
 
 
 def judge(r, p=P):
@@ -52,6 +54,10 @@ def test_fresh_lab_rootfs_passes(root):
     v, _ = judge(root)
     assert v.status == "pass", v
     assert v.observed.startswith("0 pending security update(s); lists 0.")
+    # no source for security updates at all: nothing pending proves nothing
+    p = {k: v for k, v in P.items() if k != "security_sources"}
+    v, _ = judge(root, p)
+    assert v.status == "fail" and v.reason.startswith("cannot know: no security source configured for")
 
 
 def test_stale_lists_then_stamp(root):
@@ -68,8 +74,15 @@ def test_stale_lists_then_stamp(root):
 def test_security_update_counted_and_upgraded(root, tmp_path):
     security_repo(root, tmp_path)
     v, out = judge(root)
-    assert v.status == "fail" and "1 pending security update(s) (kijun-dummy)" in v.observed
+    assert v.status == "fail" and "1 pending security update(s) (kijun-dummy 2.0)" in v.observed
+    assert "Inst kijun-dummy 2.0" in v.evidence
     assert T.evaluate({**P, "max_pending_security": 1}, out).status == "pass"
+    # held: apt's simulation no longer lists it (the old check read "0 pending"); apt-cache policy does
+    root.sh("apt-mark hold kijun-dummy >/dev/null")
+    assert not any(l.startswith("Inst kijun-dummy") for l in root.sh("apt-get -s dist-upgrade").stdout.splitlines())
+    v, held_out = judge(root)
+    assert v.status == "fail" and "held back: kijun-dummy 2.0" in v.observed and "kijun-dummy 2.0" in v.reason, v
+    root.sh("apt-mark unhold kijun-dummy >/dev/null")
     for op in T.operations(P, out):
         for cmd in op.kwargs["commands"]:
             root.sh(cmd)
@@ -91,8 +104,14 @@ def test_unattended_upgrades_effective_config(root):
     assert "Update-Package-Lists=1, Unattended-Upgrade=0" in v.observed  # apt-config: the later file wins
 
 
-def _out(pending: str = "", lists: str = "1000000\n999999 regular file /var/lib/apt/lists/x_Packages", apt_rc: int = 0):
-    return {"apt.pending": ProbeOutput(pending, 0 if pending else 1), "dpkg.status": ProbeOutput("", 0),
+POLICY = (" 500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages\n"
+          "     release v=12,o=Debian,a=oldstable-security,n=bookworm-security,l=Debian-Security,c=main,b=amd64\n")
+
+
+def _out(pending: str = "", lists: str = "1000000\n999999 regular file /var/lib/apt/lists/x_Packages", apt_rc: int = 0,
+         policy: str = POLICY):
+    return {"apt.full": ProbeOutput(pending, 0), "apt.held": ProbeOutput("", 0), "apt.policy": ProbeOutput(policy, 0),
+            "fact.os_release": ProbeOutput('VERSION_CODENAME=bookworm\n', 0), "dpkg.status": ProbeOutput("", 0),
             "apt.config": ProbeOutput('APT "";\nAPT::Architecture "amd64";' if apt_rc == 0 else "sh: apt-config: not found", apt_rc),
             "apt.lists_mtime": ProbeOutput(lists, 0)}
 
@@ -101,8 +120,11 @@ def test_hand_built_edge_cases():
     sec = "Inst libc6 [2.36-9+deb12u3] (2.36-9+deb12u4 Debian-Security:12/stable-security [amd64])"
     other = "Inst tzdata [2024a-0+deb12u1] (2025b-0+deb12u1 Debian:12.11/stable [all])"
     v = T.evaluate(P, _out(f"{sec}\n{other}"))
-    assert v.status == "fail" and v.observed.startswith("1 pending security update(s) (libc6)")
+    assert v.status == "fail" and v.observed.startswith("1 pending security update(s) (libc6 2.36-9+deb12u4)")
     assert T.evaluate(P, _out(other)).status == "pass"
+    v = T.evaluate({**P, "security_sources": []}, _out(other, policy=" 500 http://deb.debian.org/debian bookworm/main amd64 Packages\n"))
+    assert v.status == "fail" and "cannot know: no security source configured for bookworm" in v.reason
+    assert T.evaluate(P, _out("E: Unable to locate package lists")).status == "error"
     assert T.evaluate(P, _out(apt_rc=127)).status == "error"  # "nothing pending" must not come from a broken apt
     assert T.evaluate(P, _out(lists="garbage")).status == "error"
     v = T.evaluate(P, _out(lists="1000000\n999999 directory /var/lib/apt/lists/partial\n1 regular empty file /var/lib/apt/lists/lock"))

@@ -16,6 +16,12 @@ from kijun.controls.base import ProbeOutput
 from kijun.probe import run_probes
 
 T = REGISTRY["time_sync"]
+HOSTOUT = Path(__file__).parent / "fixtures" / "hostout"
+NO_CHRONY = ProbeOutput("506 Cannot talk to daemon", 1)  # chronyc on lab-01 with chronyd stopped
+NO_TIMEDATECTL = ProbeOutput("sh: 1: timedatectl: not found", 127)
+# timedatectl show under systemd 252 (written: no booted systemd host on this machine)
+SYNCED_TD = {"time.tracking": NO_CHRONY, "fact.container": ProbeOutput("", 0),
+             "time.timedatectl": ProbeOutput("NTP=yes\nNTPSynchronized=yes\nTimezone=Asia/Tokyo\n", 0)}
 P = {"any_of": ["chrony", "systemd-timesyncd"], "servers": ["ntp1.example.jp", "ntp2.example.jp"]}
 
 
@@ -36,13 +42,15 @@ def test_chrony_servers(root):
     res = root.sh("DEBIAN_FRONTEND=noninteractive apt-get -q -y install chrony", check=False)
     if res.returncode != 0:
         pytest.skip(f"cannot install chrony from the lab repo: {res.stderr[-300:]}")
-    assert judge(root, {"any_of": ["chrony"]})[0].status == "pass"
+    v, out = judge(root, {"any_of": ["chrony"]})
+    # installed and configured, but no chronyd answers in the test root: never a pass
+    assert v.status != "pass" and "no time daemon answers" in v.observed
     v, out = judge(root)
     assert v.status == "fail" and "chrony using 2.debian.pool.ntp.org" in v.observed
     put = [o for o in T.operations(P, out) if o.op == "kijun.ops.put_text"][0].kwargs
     root.write(put["dest"], put["content"])
     v, _ = judge(root)
-    assert v.status == "pass", v
+    assert "ntp1.example.jp, ntp2.example.jp; no time daemon answers" in v.observed and v.status != "pass", v
     # chronyd's own view of its config: it reads *.sources from the directory kijun writes to
     res = root.sh("chronyd -p -f /etc/chrony/chrony.conf", check=False)
     assert res.returncode == 0 and "sourcedir /etc/chrony/sources.d" in res.stdout.splitlines()
@@ -52,15 +60,55 @@ def test_timesyncd_dropin_hand_built():
     dpkg = ProbeOutput("systemd-timesyncd\tii \t252\n", 0)
     conf = ("/etc/systemd/timesyncd.conf:[Time]\n/etc/systemd/timesyncd.conf:#NTP=\n"
             "/etc/chrony/sources.d/kijun.sources:server ntp1.example.jp iburst\n")  # chrony's file does not count
-    v = T.evaluate(P, {"dpkg.status": dpkg, "timesync.conf": ProbeOutput(conf, 0)})
+    v = T.evaluate(P, {"dpkg.status": dpkg, "timesync.conf": ProbeOutput(conf, 0), **SYNCED_TD})
     assert v.status == "fail" and "no configured servers" in v.observed
     rendered = ts.render("systemd-timesyncd", P["servers"])
     conf += "".join(f"/etc/systemd/timesyncd.conf.d/kijun.conf:{l}\n" for l in rendered.splitlines())
-    assert T.evaluate(P, {"dpkg.status": dpkg, "timesync.conf": ProbeOutput(conf, 0)}).status == "pass"
+    assert T.evaluate(P, {"dpkg.status": dpkg, "timesync.conf": ProbeOutput(conf, 0), **SYNCED_TD}).status == "pass"
 
 
 def test_no_servers_param_only_needs_a_package():
     p = {"any_of": ["ntpsec", "chrony"]}
-    assert T.probes(p) == {"dpkg.status": T.probes(P)["dpkg.status"]}
-    assert T.evaluate(p, {"dpkg.status": ProbeOutput("ntpsec\tii \t1.2\n", 0)}).status == "pass"
-    assert T.evaluate(p, {"dpkg.status": ProbeOutput("ntpsec\trc \t1.2\n", 0)}).status == "fail"
+    assert "timesync.conf" not in T.probes(p)
+    assert T.evaluate(p, {"dpkg.status": ProbeOutput("ntpsec\tii \t1.2\n", 0), **SYNCED_TD}).status == "pass"
+    assert T.evaluate(p, {"dpkg.status": ProbeOutput("ntpsec\trc \t1.2\n", 0), **SYNCED_TD}).status == "fail"
+
+
+CHRONY_CONF = ProbeOutput("/etc/chrony/sources.d/kijun.sources:server 10.84.0.3 iburst\n", 0)
+LAB_P = {"any_of": ["chrony"], "servers": ["10.84.0.3"], "max_offset_ms": 100}
+
+
+def lab_out(tracking: str, rc=0, signs=""):
+    return {"dpkg.status": ProbeOutput("chrony\tii \t4.3-2\n", 0), "timesync.conf": CHRONY_CONF,
+            "time.tracking": ProbeOutput((HOSTOUT / f"chronyc-tracking-{tracking}-lab.txt").read_text(), rc),
+            "time.timedatectl": NO_TIMEDATECTL, "fact.container": ProbeOutput(signs, 0),
+            "fact.systemd": ProbeOutput("no", 0)}
+
+
+def test_chrony_synchronised_to_a_lab_server_passes():
+    """Captured on lab-01 with chronyd -x following lab-02's chronyd (local stratum 8)."""
+    v = T.evaluate(LAB_P, lab_out("synced"))
+    assert v.status == "pass", v
+    assert "chrony synchronised to 0A540003 (10.84.0.3)" in v.observed
+    assert "Leap status : Normal" in v.evidence
+    assert T.evaluate({**LAB_P, "max_offset_ms": 0.001}, lab_out("synced")).reason.startswith("chrony synchronised to")
+
+
+def test_chrony_running_but_unsynchronised_fails_and_apply_cannot_pretend():
+    v = T.evaluate(LAB_P, lab_out("unsynced"))
+    assert v.status == "fail" and "Leap status: Not synchronised" in v.reason
+    assert T.operations(LAB_P, lab_out("unsynced")) == []  # files are right; apply would change nothing real
+
+
+def test_no_daemon_answers_fails_on_a_host_and_is_not_applicable_in_a_container():
+    v = T.evaluate(LAB_P, lab_out("nodaemon", rc=1))
+    assert v.status == "fail" and "no time daemon answers (chronyc: 506 Cannot talk to daemon" in v.reason
+    v = T.evaluate(LAB_P, lab_out("nodaemon", rc=1, signs="/proc/sys mounted read-only\nno /proc/modules\n"))
+    assert v.status == "not-applicable"
+    assert v.reason.startswith("host is a container (/proc/sys mounted read-only): the clock is the host kernel's")
+
+
+def test_timedatectl_unsynchronised_fails():
+    o = {**lab_out("nodaemon", rc=1), "time.timedatectl": ProbeOutput("NTP=yes\nNTPSynchronized=no\n", 0)}
+    v = T.evaluate(LAB_P, o)
+    assert v.status == "fail" and "NTPSynchronized=no" in v.reason

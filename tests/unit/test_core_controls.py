@@ -51,7 +51,7 @@ def test_file_mode_is_a_ceiling(tmp_path):
     assert v.status == "fail" and "0644" in v.observed
     assert judge("file_mode", path=str(f), mode="0644", owner="nobody").status == "fail"
     assert judge("file_mode", path=str(tmp_path / "gone"), mode="0600").status == "fail"
-    assert judge("file_mode", path=str(tmp_path / "gone"), mode="0600", missing_ok=True).status == "not-applicable"
+    assert judge("file_mode", path=str(tmp_path / "gone"), mode="0600", missing_ok=True).status == "pass"
 
 
 def test_file_content_compares_text_and_mode(tmp_path):
@@ -98,7 +98,10 @@ def test_kmod_blacklist_needs_both_blacklist_and_install_false():
     no_proc = ProbeOutput("cat: /proc/modules: No such file", 1)
     assert ctype.evaluate(p, {"modprobe.conf": ProbeOutput(only_blacklist, 0), "kmod.loaded": no_proc}).status == "fail"
     v = ctype.evaluate(p, {"modprobe.conf": ProbeOutput(both, 0), "kmod.loaded": no_proc})
-    assert v.status == "pass" and "modprobe.d only" in v.observed
+    # the ban is on disk but whether the module is loaded cannot be seen: never a pass
+    assert v.status == "not-applicable" and "/proc/modules" in v.reason
+    v = ctype.evaluate(p, {"modprobe.conf": ProbeOutput(both, 0), "kmod.loaded": ProbeOutput("", 0)})
+    assert v.status == "pass" and "install usb_storage /bin/false" in v.evidence
     loaded = ProbeOutput("usb_storage 81920 0 - Live 0x0\n", 0)
     assert ctype.evaluate(p, {"modprobe.conf": ProbeOutput(both, 0), "kmod.loaded": loaded}).status == "fail"
 
@@ -108,11 +111,11 @@ def test_service_without_systemd_is_not_applicable_never_pass():
     p = {"name": "auditd", "enabled": True}
     no = {"fact.systemd": ProbeOutput("no", 0), "systemctl.auditd": ProbeOutput("", 1)}
     assert ctype.evaluate(p, no).status == "not-applicable"
-    yes = {"fact.systemd": ProbeOutput("yes", 0), "systemctl.auditd": ProbeOutput("disabled\ninactive", 0)}
+    yes = {"fact.systemd": ProbeOutput("yes", 0), "systemctl.auditd": ProbeOutput("Id=x.service\nLoadState=loaded\nActiveState=inactive\nUnitFileState=disabled\n", 0)}
     assert ctype.evaluate(p, yes).status == "fail"
-    yes["systemctl.auditd"] = ProbeOutput("enabled\nactive", 0)
+    yes["systemctl.auditd"] = ProbeOutput("Id=x.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n", 0)
     assert ctype.evaluate(p, yes).status == "pass"
-    off = {"fact.systemd": ProbeOutput("yes", 0), "systemctl.telnet": ProbeOutput("Failed to get unit file state\ninactive", 0)}
+    off = {"fact.systemd": ProbeOutput("yes", 0), "systemctl.telnet": ProbeOutput("Id=telnet.service\nLoadState=not-found\nActiveState=inactive\nUnitFileState=\n", 0)}
     assert ctype.evaluate({"name": "telnet", "enabled": False}, off).status == "pass"
 
 

@@ -1,0 +1,142 @@
+"""Periodic virus scan: scheduled by any mechanism, and the last scan finished less than N days ago.
+
+Scheduled means an executable cron script (cron.{hourly,daily,weekly,monthly}, names run-parts runs),
+a cron.d/crontab line, or (under systemd) an enabled+active timer whose service runs clamscan or
+clamdscan; cron jobs also need cron running, which cannot be observed without systemd. The last scan
+is the newest "End Date:" of a clamscan summary in /var/log/clamav/*.log (kijun's script logs there).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from datetime import datetime, timedelta, timezone
+
+from kijun import parsers
+from kijun.controls.base import ControlType, OpCall, Verdict, register
+from kijun.controls.service import has_systemd, show_probe, unit_props
+from kijun.probe import HOST_FACT_PROBES
+
+LOG = "/var/log/clamav/kijun-clamscan.log"
+def schedule_cmd(pattern: str) -> str:
+    """Cron files and (under systemd) timers of services whose command matches PATTERN (an ERE, no quotes)."""
+    q = shlex.quote(pattern)
+    return (f"for f in $(grep -lsE {q} /etc/cron.hourly/* /etc/cron.daily/* /etc/cron.weekly/* /etc/cron.monthly/* "
+            "/etc/cron.d/* /etc/crontab /var/spool/cron/crontabs/*); do\n"
+            '  echo "cron $(stat -c %a "$f") $f"; done\n'
+            "if [ -d /run/systemd/system ]; then\n"
+            f"  for s in $(grep -lsE {shlex.quote('^ExecStart=.*' + pattern)} /etc/systemd/system/*.service "
+            "/lib/systemd/system/*.service /usr/lib/systemd/system/*.service); do\n"
+            '    t=$(basename "$s" .service).timer\n'
+            '    echo "timer $(systemctl is-enabled "$t" 2>/dev/null || echo disabled) $(systemctl is-active "$t" 2>/dev/null || echo inactive) $t"\n'
+            "  done\nfi\ntrue")
+
+
+SCHEDULE_CMD = schedule_cmd("clam(d)?scan")
+LAST_CMD = "date +%s; date +%z; grep -hs '^End Date:' /var/log/clamav/*.log | sort | tail -n 1; true"
+RUN_PARTS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # run-parts skips names with dots (e.g. *.dpkg-old)
+
+
+def script(log: str = LOG) -> str:
+    return ("#!/bin/sh\n# Managed by kijun (NISC-AV-002): periodic virus scan with ClamAV.\n"
+            "# The summary (End Date) goes to the log kijun judges; findings also to syslog (tag kijun-clamscan).\n"
+            "command -v clamscan >/dev/null 2>&1 || exit 0\nmkdir -p /var/log/clamav\n"
+            f"nice -n 19 ionice -c 3 clamscan --recursive --infected --log={shlex.quote(log)} \\\n"
+            "  --exclude-dir='^/(proc|sys|dev|run)(/|$)' / 2>&1 | logger -t kijun-clamscan -p daemon.warning\nexit 0\n")
+
+
+def schedules(text: str, systemd: bool) -> tuple[list[str], list[str]]:
+    """(cron jobs that would run, timers enabled+active) from SCHEDULE_CMD output."""
+    cron, timers = [], []
+    for line in text.splitlines():
+        words = line.split(" ", 3)
+        if words[0] == "cron" and len(words) == 3:
+            mode, path = words[1], words[2]
+            periodic = re.match(r"^/etc/cron\.(hourly|daily|weekly|monthly)/", path)
+            if periodic and (not mode.isdigit() or not int(mode, 8) & 0o100 or not RUN_PARTS_NAME.match(path.rsplit("/", 1)[1])):
+                continue  # run-parts would skip it
+            cron.append(path)
+        elif words[0] == "timer" and len(words) == 4 and systemd:
+            if words[1] in ("enabled", "static") and words[2] == "active":
+                timers.append(words[3])
+    return cron, timers
+
+
+def last_scan(text: str) -> tuple[float | None, float | None, str]:
+    """(host now, epoch of the newest End Date (host local time), the line)."""
+    lines = text.splitlines()
+    try:
+        now = float(lines[0])
+        sign = -1 if lines[1].startswith("-") else 1
+        offset = timedelta(hours=int(lines[1][1:3]), minutes=int(lines[1][3:5])) * sign
+    except (IndexError, ValueError):
+        return None, None, ""
+    for line in lines[2:]:
+        stamp = line.partition(":")[2].strip()
+        try:
+            t = datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone(offset))
+            return now, t.timestamp(), line.strip()
+        except ValueError:
+            continue
+    return now, None, ""
+
+
+@register
+class AvScan(ControlType):
+    name = "av_scan"
+    params_schema = {
+        "type": "object",
+        "properties": {
+            "cron": {"type": "string", "pattern": r"^/etc/cron\.(daily|weekly|monthly)/[A-Za-z0-9_-]+$"},
+            "max_age_days": {"type": "integer", "minimum": 1},
+        },
+        "required": ["cron", "max_age_days"],
+    }
+
+    def probes(self, p):
+        return {"avscan.schedule": SCHEDULE_CMD, "avscan.last": LAST_CMD, **show_probe("cron"),
+                "fact.systemd": HOST_FACT_PROBES["fact.systemd"]}
+
+    def _state(self, p, out):
+        systemd = has_systemd(out)
+        cron, timers = schedules(out["avscan.schedule"].stdout, systemd)
+        cron_active = systemd and parsers.unit_active(unit_props(out, "cron"))
+        now, last, line = last_scan(out["avscan.last"].stdout)
+        age = (now - last) / 86400 if now is not None and last is not None else None
+        age = None if age is not None and age < -1 else age  # a record "from the future" proves nothing
+        return {"cron": cron, "timers": timers, "cron_active": cron_active, "systemd": systemd, "age": age, "line": line}
+
+    def evaluate(self, p, out):
+        n = p["max_age_days"]
+        expected = f"a virus scan scheduled (cron with cron running, or an active timer) and finished within {n} day(s)"
+        s = self._state(p, out)
+        ev = parsers.evidence(out["avscan.schedule"].stdout.splitlines() + [s["line"] or "no clamscan summary in /var/log/clamav"],
+                              "grep -l clamscan /etc/cron*; grep 'End Date:' /var/log/clamav/*.log")
+        scheduled = s["timers"] + (s["cron"] if s["cron_active"] else [])
+        problems = []
+        if not scheduled and not (s["cron"] and not s["systemd"]):
+            problems.append("no scan scheduled" + (f" (cron jobs {', '.join(s['cron'])} but cron is not running)" if s["cron"] else ""))
+        if s["age"] is None:
+            problems.append("no finished scan recorded in /var/log/clamav")
+        elif s["age"] > n:
+            problems.append(f"last scan finished {s['age']:.1f} days ago (limit {n})")
+        observed = (f"scheduled by {', '.join(scheduled or s['cron']) or 'nothing'}; "
+                    + (f"last scan {s['age']:.1f} days ago" if s["age"] is not None else "no scan recorded"))
+        if problems:
+            return Verdict("fail", observed, expected, "; ".join(problems), ev)
+        if not scheduled:
+            return Verdict("not-applicable", observed, expected,
+                           f"systemd is not PID 1: whether cron runs {', '.join(s['cron'])} cannot be observed", ev)
+        return Verdict("pass", observed, expected, "", ev)
+
+    def operations(self, p, out):
+        s = self._state(p, out)
+        if s["cron"] or s["timers"]:
+            return []  # scheduled; a scan that has not run yet is the schedule's to do, not apply's
+        return [OpCall("kijun.ops.put_text", {"dest": p["cron"], "content": script(), "mode": "0755"}, f"write {p['cron']}")]
+
+    def files(self, p, out=None):
+        return [p["cron"]]
+
+    def describe(self, p):
+        return f"virus scan scheduled, last scan <= {p['max_age_days']} days"

@@ -1,0 +1,112 @@
+"""Logs are reviewed: the analysis (logwatch) is scheduled by any mechanism and ran within N days.
+
+Scheduled is judged as for virus scans (kijun.controls.av_scan: run-parts rules, cron.d, crontabs,
+active timers; cron must run, not observable without systemd). That it ran is the newest
+"Processing Initiated:" of a report kept under /var/log/logwatch: Debian's own job only mails its
+report, so kijun's job keeps a copy there (and mails as before through Debian's job).
+"""
+
+from __future__ import annotations
+
+import shlex
+from datetime import datetime, timedelta, timezone
+
+from kijun import parsers
+from kijun.controls.av_scan import schedule_cmd, schedules
+from kijun.controls.base import ControlType, OpCall, Verdict, register
+from kijun.controls.service import has_systemd, show_probe, unit_props
+from kijun.probe import HOST_FACT_PROBES
+
+REPORTS = "/var/log/logwatch"
+SCHEDULE_CMD = schedule_cmd("logwatch")
+LAST_CMD = f"date +%s; date +%z; grep -hs 'Processing Initiated:' {REPORTS}/*.txt | tail -n 400; true"
+
+
+def script() -> str:
+    return ("#!/bin/sh\n# Managed by kijun (NISC-LOG-006): daily log analysis; the report is kept under "
+            f"{REPORTS} as evidence that it ran.\n[ -x /usr/sbin/logwatch ] || exit 0\nmkdir -p {REPORTS}\n"
+            f"exec /usr/sbin/logwatch --output file --filename {REPORTS}/logwatch-$(date +%Y%m%d).txt\n")
+
+
+def last_report(text: str) -> tuple[float | None, float | None, str]:
+    """(host now, newest 'Processing Initiated' as epoch (host local time), its line)."""
+    lines = text.splitlines()
+    try:
+        now = float(lines[0])
+        tz = timezone((-1 if lines[1].startswith("-") else 1) * timedelta(hours=int(lines[1][1:3]), minutes=int(lines[1][3:5])))
+    except (IndexError, ValueError):
+        return None, None, ""
+    best, best_line = None, ""
+    for line in lines[2:]:
+        stamp = line.partition("Processing Initiated:")[2].strip()
+        try:
+            t = datetime.strptime(stamp, "%a %b %d %H:%M:%S %Y").replace(tzinfo=tz).timestamp()
+        except ValueError:
+            continue
+        if best is None or t > best:
+            best, best_line = t, line.strip()
+    return now, best, best_line
+
+
+@register
+class LogReview(ControlType):
+    name = "log_review"
+    params_schema = {
+        "type": "object",
+        "properties": {
+            "cron": {"type": "string", "pattern": r"^/etc/cron\.(daily|weekly)/[A-Za-z0-9_-]+$"},
+            "max_age_days": {"type": "integer", "minimum": 1},
+        },
+        "required": ["cron", "max_age_days"],
+    }
+
+    def probes(self, p):
+        return {"logreview.schedule": SCHEDULE_CMD, "logreview.last": LAST_CMD, **show_probe("cron"),
+                "fact.systemd": HOST_FACT_PROBES["fact.systemd"]}
+
+    def _state(self, p, out):
+        systemd = has_systemd(out)
+        cron, timers = schedules(out["logreview.schedule"].stdout, systemd)
+        cron_active = systemd and parsers.unit_active(unit_props(out, "cron"))
+        now, last, line = last_report(out["logreview.last"].stdout)
+        age = (now - last) / 86400 if now is not None and last is not None else None
+        age = None if age is not None and age < -1 else age  # a record "from the future" proves nothing
+        return {"cron": cron, "timers": timers, "scheduled": timers + (cron if cron_active else []),
+                "systemd": systemd, "age": age, "line": line}
+
+    def evaluate(self, p, out):
+        n = p["max_age_days"]
+        expected = f"log analysis (logwatch) scheduled and a report from the last {n} day(s) kept in {REPORTS}"
+        s = self._state(p, out)
+        ev = parsers.evidence(out["logreview.schedule"].stdout.splitlines() + [s["line"] or f"no logwatch report in {REPORTS}"],
+                              f"grep -l logwatch /etc/cron*; grep 'Processing Initiated' {REPORTS}/*.txt")
+        problems = []
+        if not s["scheduled"] and not (s["cron"] and not s["systemd"]):
+            problems.append("no log analysis scheduled" + (f" (cron jobs {', '.join(s['cron'])} but cron is not running)" if s["cron"] else ""))
+        if s["age"] is None:
+            problems.append(f"no logwatch report kept in {REPORTS}")
+        elif s["age"] > n:
+            problems.append(f"last logwatch report {s['age']:.1f} days old (limit {n})")
+        observed = (f"scheduled by {', '.join(s['scheduled'] or s['cron']) or 'nothing'}; "
+                    + (f"last report {s['age']:.1f} days old" if s["age"] is not None else "no report kept"))
+        if problems:
+            return Verdict("fail", observed, expected, "; ".join(problems), ev)
+        if not s["scheduled"]:
+            return Verdict("not-applicable", observed, expected,
+                           f"systemd is not PID 1: whether cron runs {', '.join(s['cron'])} cannot be observed", ev)
+        return Verdict("pass", observed, expected, "", ev)
+
+    def operations(self, p, out):
+        s = self._state(p, out)
+        ops = []
+        if p["cron"] not in s["cron"]:  # kijun's job is the one that keeps the evidence
+            ops.append(OpCall("kijun.ops.put_text", {"dest": p["cron"], "content": script(), "mode": "0755"}, f"write {p['cron']}"))
+        if s["age"] is None or s["age"] > p["max_age_days"]:
+            ops.append(OpCall("kijun.ops.shell", {"commands": [f"sh {shlex.quote(p['cron'])}"]}, "run the log analysis once now"))
+        return ops
+
+    def files(self, p, out=None):
+        return [p["cron"]]
+
+    def describe(self, p):
+        return f"log analysis scheduled, report <= {p['max_age_days']} days old"
