@@ -195,8 +195,8 @@ BREAKS = [
     ("NISC-LOG-001", "sed -i 's/^Storage=.*/Storage=volatile/' /etc/systemd/journald.conf",
      {"NISC-LOG-001", "NISC-LOG-003"}),
     ("NISC-LOG-002", "systemctl disable --now rsyslog", {"NISC-LOG-002"}),
-    ("NISC-LOG-003", "sed -i 's/^SystemMaxUse=.*/SystemMaxUse=50M/' /etc/systemd/journald.conf.d/zz-kijun-retention.conf",
-     {"NISC-LOG-003"}),
+    # a size cap on the journal (journald.conf has only [Journal]; kijun writes its drop-in only when needed)
+    ("NISC-LOG-003", "printf 'SystemMaxUse=50M\\n' >> /etc/systemd/journald.conf", {"NISC-LOG-003"}),
     ("NISC-LOG-004", "chmod 0640 /var/log/journal 2>/dev/null; chmod 0666 /var/log/auth.log /var/log/syslog 2>/dev/null; "
      "chmod 0777 /var/log", {"NISC-LOG-004"}),
     ("NISC-LOG-005", "sed -i 's/target=\"[^\"]*\"/target=\"@OTHER@\"/' /etc/rsyslog.d/60-kijun-remote.conf",
