@@ -7,7 +7,7 @@ in either form, legacy `@@host:port` (TCP) / `@host:port` (UDP) or `action(type=
 protocol=)`, when its selector takes auth and authpriv at info and no earlier statement discards them
 (`stop`, `~`, `& stop`). Conditional RainerScript (`if ... then`) is not evaluated: it never counts.
 Where journald runs, `ForwardToSyslog=no` would keep messages that only reach the journal from rsyslog.
-rsyslogd running is seen from its pid file (no systemd needed); `rsyslogd -N1` must accept the config.
+rsyslogd running is seen from its pid file or a root rsyslogd process (no systemd needed); `rsyslogd -N1` must accept the config.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from kijun.controls.log_retention import JOURNALD_CMD, journald_settings
 
 DROPIN = "/etc/rsyslog.d/60-kijun-remote.conf"
 CONF_CMD = "grep -Hs '' /etc/rsyslog.conf /etc/rsyslog.d/*.conf; true"
-STATE_CMD = ('if [ -f /run/rsyslogd.pid ] && kill -0 "$(cat /run/rsyslogd.pid)" 2>/dev/null; then echo running; '
+# Debian's rsyslog.service runs `rsyslogd -n -iNONE` (no pid file): a root process of that name counts too.
+STATE_CMD = ('if { [ -f /run/rsyslogd.pid ] && kill -0 "$(cat /run/rsyslogd.pid)" 2>/dev/null; } '
+             '|| pgrep -x -u root rsyslogd >/dev/null 2>&1; then echo running; '
              "else echo stopped; fi; rsyslogd -N1 >/dev/null 2>&1; echo \"validation $?\"; true")
 FACILITIES = ("auth", "authpriv")
 LEVELS_TAKING_INFO = ("*", "debug", "info", "=info")
