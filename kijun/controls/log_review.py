@@ -25,7 +25,11 @@ LAST_CMD = f"date +%s; date +%z; grep -hs 'Processing Initiated:' {REPORTS}/*.tx
 def script() -> str:
     return ("#!/bin/sh\n# Managed by kijun (NISC-LOG-006): daily log analysis; the report is kept under "
             f"{REPORTS} as evidence that it ran.\n[ -x /usr/sbin/logwatch ] || exit 0\nmkdir -p {REPORTS}\n"
-            f"exec /usr/sbin/logwatch --output file --filename {REPORTS}/logwatch-$(date +%Y%m%d).txt\n")
+            f"f={REPORTS}/logwatch-$(date +%Y%m%d).txt\n"
+            '/usr/sbin/logwatch --output file --filename "$f" || exit $?\n'
+            "# logwatch writes no file when no service had anything to report: keep the evidence that it ran\n"
+            "[ -s \"$f\" ] || { LC_ALL=C date '+ Processing Initiated: %a %b %d %H:%M:%S %Y'; "
+            "echo ' (logwatch ran; no service had anything to report)'; } > \"$f\"\n")
 
 
 def last_report(text: str) -> tuple[float | None, float | None, str]:
