@@ -281,6 +281,8 @@ def test_egress_behaviour_probe_on_lab_addresses(lab, tmp_path):
     host, proxy_host, other_host = lab.hosts[2], lab.hosts[0], lab.hosts[1]
     controller = host.address.rsplit(".", 1)[0] + ".1"
     sd = lab.state_dir
+    for h in (proxy_host, other_host):  # earlier tests may have left an input firewall there: not under test here
+        exec_in(h.name, "nft flush ruleset", state_dir=sd, check=True)
     exec_in(proxy_host.name, LISTEN.format(port=3128), state_dir=sd, check=True)
     exec_in(other_host.name, LISTEN.format(port=3129), state_dir=sd, check=True)
     try:
