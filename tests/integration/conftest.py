@@ -49,8 +49,11 @@ def _cgroups_left(hosts: list[LabHost]) -> list[str]:
             if Path(root, h.cgroup).is_dir()]
 
 
-def lab_leftovers(state_dir: Path, pids: list[int] = (), hosts: list[LabHost] = ()) -> list[str]:
-    """Mounts, network namespaces, links, cgroups and processes of a lab that should be gone after down()."""
+def lab_leftovers(state_dir: Path, pids: list[int] = (), hosts: list[LabHost] = (), netcfg: dict | None = None) -> list[str]:
+    """Mounts, network namespaces, links, cgroups and processes of a lab that should be gone after down()
+    (netcfg: names of another lab number than this process's)."""
+    netns_prefix, veth_prefix, bridge = ((netcfg["netns_prefix"], netcfg["veth_prefix"], netcfg["bridge"]) if netcfg
+                                         else (NETNS_PREFIX, VETH_PREFIX, BRIDGE))
     left = []
     for pid in pids:  # a zombie awaiting the VM's init is gone for our purpose
         try:
@@ -62,10 +65,10 @@ def lab_leftovers(state_dir: Path, pids: list[int] = (), hosts: list[LabHost] = 
     mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout.split()
     left += [f"mount {m}" for m in mounts if m.startswith(str(state_dir) + "/")]
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n")
-    left += [f"netns {n.split()[0]}" for n in netns if n.startswith(NETNS_PREFIX)]
+    left += [f"netns {n.split()[0]}" for n in netns if n.startswith(netns_prefix)]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.split("\n")
     left += [f"link {ln.split(':')[1].strip()}" for ln in links
-             if ln.count(":") > 1 and ln.split(":")[1].strip().split("@")[0].startswith((VETH_PREFIX, BRIDGE))]
+             if ln.count(":") > 1 and ln.split(":")[1].strip().split("@")[0].startswith((veth_prefix, bridge))]
     # the init of each host's pid namespace: the kernel kills everything inside when it dies
     ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout.split("\n")
     left += [f"process {p.strip()}" for p in ps if f"/bin/sh {state_dir}/init.sh" in p

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_flavour
+from conftest import lab_flavour, lab_leftovers
 from kijun.lab import down, exec_in, load, start_host, status, stop_host, up
-from kijun.lab.hosts import load_state
+from kijun.lab.hosts import BRIDGE, NET, load_state, net_config
 
 pytestmark = pytest.mark.integration
 
@@ -166,15 +166,34 @@ def test_pyinfra_inventory_strict_host_keys(lab):
     assert sorted(out) == sorted((h.address, h.name) for h in lab.hosts)
 
 
-def test_down_leaves_nothing_and_up_again(lab, leftovers):
-    # Runs last in this file; it restarts the session lab so that later tests still have one.
-    n = len(lab.hosts)
-    pids = [rec[0] for h in load(lab.state_dir) for rec in h.pids.values()]
-    t0 = time.monotonic()
-    down(lab.state_dir)
-    down(lab.state_dir)  # idempotent
-    assert time.monotonic() - t0 < 30
-    assert leftovers(lab.state_dir, pids) == []
-    assert not (lab.state_dir / "hosts").exists()
-    lab.hosts[:] = up(n, state_dir=lab.state_dir, **lab_flavour())
-    assert ssh(lab.hosts[0], "hostname").stdout.strip() == lab.hosts[0].name
+def test_down_leaves_nothing_and_up_again(lab, tmp_path):
+    # A lab of its own (another lab number, driven through the CLI as a user would): downing the session
+    # lab here would pull the bridge from under the booted hosts joined to it (systemd_lab) and every later test.
+    net = next(n for n in range(9, 0, -1) if n != NET and not Path(f"/sys/class/net/kijunbr{n}").exists())
+    cfg = net_config(net)
+    state = tmp_path / "own-lab"
+    env = dict(os.environ, KIJUN_LAB_NET=str(net), KIJUN_LAB_STATE=str(state))
+    kijun = [sys.executable, "-m", "kijun.cli", "lab"]
+
+    def run(*args):
+        r = subprocess.run(kijun + list(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    try:
+        run("up", "2", "--no-services", "--state", str(state))
+        hosts = load(state)
+        assert len(hosts) == 2 and all(h.address.startswith(cfg["subnet"] + ".") for h in hosts)
+        pids = [rec[0] for h in hosts for rec in h.pids.values()]
+        assert pids and all(Path(f"/proc/{p}").exists() for p in pids)
+        t0 = time.monotonic()
+        run("down", "--state", str(state))
+        run("down", "--state", str(state))  # idempotent
+        assert time.monotonic() - t0 < 120  # generous: a loaded 2-core machine
+        assert lab_leftovers(state, pids, hosts, cfg) == []
+        assert not (state / "hosts").exists()
+        assert Path(f"/sys/class/net/{BRIDGE}").exists(), "the session lab's bridge must be untouched"
+        run("up", "1", "--no-services", "--state", str(state))
+        again = load(state)
+        assert ssh(again[0], "hostname").stdout.strip() == again[0].name
+    finally:
+        subprocess.run(kijun + ["down", "--state", str(state)], cwd=REPO, env=env, capture_output=True, timeout=600)
