@@ -7,7 +7,18 @@ from typing import Any
 
 from kijun.i18n import t
 from kijun.present.base import Output, RunView
-from kijun.present.grid import grid
+from kijun.present.grid import grid, terminal_columns, width
+
+
+def _fit(parts: list[str], sep: str = " / ") -> list[str]:
+    """Header facts on as few lines as fit the terminal."""
+    limit, lines = terminal_columns(), []
+    for part in parts:
+        if lines and width(lines[-1] + sep + part) <= limit:
+            lines[-1] += sep + part
+        else:
+            lines.append(part)
+    return lines
 
 
 class Table(Output):
@@ -16,7 +27,7 @@ class Table(Output):
     def run(self, report: dict[str, Any]) -> str:
         v = RunView(report, self.lang, self.baseline, self.notes)
         lang = self.lang
-        out = [" / ".join(f"{k}: {val}" for k, val in v.header())]
+        out = _fit([f"{k}: {val}" for k, val in v.header()])
         out += v.warnings()
         own = v.overrides()
         if own:
