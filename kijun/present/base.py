@@ -116,8 +116,8 @@ class RunView:
     def status_label(self, r: dict[str, Any]) -> str:
         label = t(r.get("status", ""), self.lang)
         w = r.get("waiver")
-        if isinstance(w, dict) and w.get("expired"):
-            label += f" ({t('expired-waiver', self.lang)} {w.get('expires', '')})"
+        if isinstance(w, dict) and w.get("expired"):  # its date is in the waiver list below
+            label += f" ({t('expired-waiver', self.lang)})"
         return label
 
     def rows(self) -> list[Row]:
@@ -198,14 +198,24 @@ class RunView:
         hosts = f"{t('hosts', lang)}: {len(self.hosts)}" + (f" ({t('unreachable', lang)} {unreachable})" if unreachable else "")
         return f"{t('summary', lang)} — {hosts}" + ("; " + ", ".join(parts) if parts else "")
 
+    @property
+    def with_classes(self) -> bool:
+        """The controls' classes column: only when the baseline is there to say them."""
+        return self.baseline is not None
+
     def result_headers(self, multi: bool) -> list[str]:
-        words = ("control", "title", "class", "severity", "status", "observed", "expected")
+        words = ("control", "title") + (("class",) if self.with_classes else ()) + ("severity", "status", "observed", "expected")
         return ([t("host", self.lang)] if multi else []) + [t(w, self.lang) for w in words]
 
     def result_cells(self, row: Row, multi: bool) -> list[str]:
         detail = row.observed or row.reason
-        return ([row.host] if multi else []) + [row.control_id, row.title, row.classes, t(row.severity, self.lang),
-                                                 row.status_label, detail, row.expected]
+        return (([row.host] if multi else []) + [row.control_id, row.title] + ([row.classes] if self.with_classes else [])
+                + [t(row.severity, self.lang), row.status_label, detail, row.expected])
+
+    def result_wrap(self, multi: bool) -> tuple[int, ...]:
+        """Which columns of the result table wrap: title, observed, expected."""
+        n = len(self.result_headers(multi))
+        return (int(multi) + 1, n - 2, n - 1)
 
     @property
     def multi(self) -> bool:

@@ -39,14 +39,16 @@ def grid(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, wrap: Sequenc
     if wrap:
         total = columns or terminal_columns()
         fixed = sum(natural[i] for i in range(n) if i not in wrap) + 3 * n + 1  # "| " ... " |" rules
-        share = max(MIN_WRAP, (total - fixed) // len(wrap))
-        # columns narrower than their share give the rest to the others
-        small = [i for i in wrap if natural[i] <= share]
-        if small and len(small) < len(wrap):
-            share = max(MIN_WRAP, (total - fixed - sum(natural[i] for i in small)) // (len(wrap) - len(small)))
-        for i in wrap:
-            if natural[i] > share:
-                limits[i] = share
+        left, wide = total - fixed, list(wrap)
+        while wide:  # columns narrower than an equal share keep their width and leave the rest to the others
+            share = max(MIN_WRAP, left // len(wide))
+            narrow = [i for i in wide if natural[i] <= share]
+            if not narrow:
+                break
+            left -= sum(natural[i] for i in narrow)
+            wide = [i for i in wide if i not in narrow]
+        for i in wide:
+            limits[i] = share
     if not body:
         return tabulate_mod.tabulate([], headers=heads, tablefmt=FORMAT, disable_numparse=True)
     return tabulate_mod.tabulate(body, headers=heads, tablefmt=FORMAT, disable_numparse=True,

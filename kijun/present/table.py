@@ -36,8 +36,7 @@ class Table(Output):
             out += ["", grid(v.change_headers(), v.change_rows(), wrap=(1, 3))]
         rows = v.rows()
         if rows or not v.is_apply:
-            wrap = (2, 6, 7) if v.multi else (1, 5, 6)
-            out += ["", grid(v.result_headers(v.multi), [v.result_cells(r, v.multi) for r in rows], wrap=wrap)]
+            out += ["", grid(v.result_headers(v.multi), [v.result_cells(r, v.multi) for r in rows], wrap=v.result_wrap(v.multi))]
         active, expired = v.waivers()
         for word, entries in (("waivers_expired", expired), ("waivers_active", active)):
             if entries:
