@@ -43,6 +43,10 @@ def test_check_local_json_is_valid_against_the_shipped_schema():
     jsonschema.validate(report, schema)
     statuses = {res["control_id"]: res["status"] for res in report["hosts"][0]["results"]}
     assert set(statuses) == {"T-PKG-001", "T-SYS-001"}
+    # Each result says what its control is, and each item which setting it judged with which values.
+    sys_result = next(res for res in report["hosts"][0]["results"] if res["control_id"] == "T-SYS-001")
+    assert sys_result["title"]["ja"] == "IP転送の無効化" and sys_result["severity"] == "medium"
+    assert {"type": "sysctl", "params": {"key": "net.ipv4.ip_forward", "value": 0}}.items() <= sys_result["items"][0].items()
 
 
 def test_japanese_output():

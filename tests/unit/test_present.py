@@ -163,6 +163,15 @@ def test_html_is_japanese_with_jst_and_escapes_host_text(report, tokyo):
     assert "http://" not in page and "https://" not in page and "<link" not in page
 
 
+def test_matrix_html_is_japanese_with_local_times(report, tokyo):
+    from kijun import matrix
+
+    page = present.render("html", "matrix", matrix.build(report, None, lang="ja", generated="2026-11-22T23:00:00Z"), "ja")
+    assert '<html lang="ja">' in page and "準拠状況マトリクス" in page and "適合率" in page
+    assert "<dd>2026-11-23 07:16:00 JST</dd>" in page and "<dd>2026-11-23 08:00:00 JST</dd>" in page  # finished, generated
+    assert ">2026-11-23</text>" in page  # the trend's date axis is the local date
+
+
 def dry_run_report():
     entry = {"host": "web1", "importance_class": "I", "reachable": True, "error": "", "started": "2026-11-22T22:15:00Z",
              "finished": "2026-11-22T22:15:00Z", "facts": {}, "results": [],
