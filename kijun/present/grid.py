@@ -56,7 +56,7 @@ def grid(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, wrap: Sequenc
 
 
 def _md(value: Any) -> str:
-    return " ".join(str(value).split()).replace("|", "\\|")
+    return one_line(value).replace("|", "\\|")  # a Markdown file is read with cat too: no escapes in it
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -7,10 +7,11 @@ from typing import Any
 from kijun.i18n import t
 from kijun.present.base import Output, RunView
 from kijun.present.grid import md_table
+from kijun.present.text import one_line
 
 
 def _md(value: Any) -> str:
-    return " ".join(str(value).split()).replace("|", "\\|")
+    return one_line(value).replace("|", "\\|")
 
 
 class Markdown(Output):

@@ -145,6 +145,13 @@ def test_waivers_and_expired_waivers_are_in_the_default_table(report, tokyo):
     assert "Expired waivers (2)" in en and "Active waivers (2)" in en
 
 
+def test_markdown_and_table_files_carry_no_terminal_escapes(report):
+    report["hosts"][0]["results"][0]["observed"] = "\x1b]0;owned\x07\x1b[2Jfine"
+    for fmt in ("markdown", "table"):
+        out = present.render(fmt, "run", report, "en")
+        assert "\x1b" not in out and "\x07" not in out and "fine" in out, fmt
+
+
 def test_markdown_is_japanese_with_local_times(report, tokyo):
     md = present.render("markdown", "run", report, "ja")
     assert md.startswith("# kijun 点検 — ")
