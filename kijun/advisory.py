@@ -45,6 +45,7 @@ from typing import Any
 
 from kijun import baseline as baseline_mod
 from kijun.baseline import InputError, json_path, line_of
+from kijun.model import BAD_STATUSES as BAD
 from kijun.model import Baseline
 from kijun.report import utc_now
 from kijun.signing import record_problem, sign_record
@@ -52,7 +53,6 @@ from kijun.waivers import load_checked, parse_date
 
 CONFIRMED, FAILED, UNREACHABLE, PENDING = "applied-and-verified", "failed", "unreachable", "pending"
 STATES = (CONFIRMED, FAILED, UNREACHABLE, PENDING)
-BAD = frozenset({"fail", "error", "unreachable"})
 
 
 @dataclass
@@ -553,9 +553,10 @@ def status(store: Any, advisory_id: str, inventory_path: str | None = None, toda
 # --- rendering -----------------------------------------------------------------------------------
 
 def _words():
-    from kijun.matrix import markdown_table, tr
+    from kijun.matrix import tr
+    from kijun.present.grid import md_table
 
-    return markdown_table, tr
+    return md_table, tr
 
 
 def _status_rows(data: dict[str, Any], lang: str) -> tuple[list[str], list[list[Any]]]:
@@ -567,13 +568,8 @@ def _status_rows(data: dict[str, Any], lang: str) -> tuple[list[str], list[list[
         state = tr(r["state"], lang) + ("" if r["in_inventory"] else " *") + (" !" if r["tampered"] else "")
         rows.append([r["host"], r["organisation"], r["branch"], r["importance_class"], state,
                      r["confirmed_by"] or "" if r["confirmed"] else "", r["confirmed_at"] or r["updated"] or "",
-                     r["run_id"] or "", tr("overdue", lang) if r["overdue"] else "", _cut(r["detail"])])
+                     r["run_id"] or "", tr("overdue", lang) if r["overdue"] else "", r["detail"] or ""])
     return headers, rows
-
-
-def _cut(text: str, n: int = 70) -> str:
-    text = " ".join(str(text or "").split())
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _status_header(data: dict[str, Any], lang: str) -> list[str]:
@@ -592,7 +588,7 @@ def _status_header(data: dict[str, Any], lang: str) -> list[str]:
 
 
 def render_status(data: dict[str, Any], fmt: str = "table", lang: str = "en") -> str:
-    from tabulate import tabulate
+    from kijun.present.grid import grid
 
     markdown_table, tr = _words()
     if fmt == "json":
@@ -606,7 +602,7 @@ def render_status(data: dict[str, Any], fmt: str = "table", lang: str = "en") ->
         out = [f"# {head[0]}", ""] + [f"- {x}" for x in head[1:]]
         out += ["", markdown_table(unit_headers, unit_rows), "", markdown_table(headers, rows)]
     elif fmt == "table":
-        out = head + ["", tabulate(unit_rows, headers=unit_headers), "", tabulate(rows, headers=headers)]
+        out = head + ["", grid(unit_headers, unit_rows), "", grid(headers, rows, wrap=(9,))]
     else:
         raise ValueError(f"unknown format {fmt!r} (table, json or markdown)")
     if any(not r["in_inventory"] for r in data["hosts"]):
@@ -620,18 +616,18 @@ def render_status(data: dict[str, Any], fmt: str = "table", lang: str = "en") ->
 
 
 def render_rollout(result: RollOut, fmt: str = "table", lang: str = "en") -> str:
-    from tabulate import tabulate
+    from kijun.present.grid import grid
 
     _, tr = _words()
     if fmt == "json":
         return json.dumps({"advisory": result.advisory.id, "run_id": result.run_id,
                            "hosts": [r.to_dict() for r in result.rows], "skipped": result.skipped,
                            "all_confirmed": result.all_confirmed}, ensure_ascii=False, indent=2) + "\n"
-    rows = [[r.host, r.organisation, r.branch, tr(r.state, lang), r.confirmed_by or "", _cut(r.detail)] for r in result.rows]
+    rows = [[r.host, r.organisation, r.branch, tr(r.state, lang), r.confirmed_by or "", r.detail or ""] for r in result.rows]
     out = [f"{result.advisory.id}: run {result.run_id or '-'}"]
     if rows:
-        out.append(tabulate(rows, headers=[tr(w, lang) for w in ("host", "organisation", "branch", "state",
-                                                                 "confirmed_by", "detail")]))
+        out.append(grid([tr(w, lang) for w in ("host", "organisation", "branch", "state", "confirmed_by", "detail")],
+                        rows, wrap=(5,)))
     if result.skipped:
         out.append(f"{tr('applied-and-verified', lang)} ({len(result.skipped)}): {', '.join(result.skipped)}")
     return "\n".join(out) + "\n"

@@ -63,8 +63,10 @@ def evaluate_control(pc: PlannedControl, out: Mapping[str, ProbeOutput]) -> Cont
     still win over not-applicable.
     """
     if not pc.applicable:
-        return ControlResult(pc.control.id, "not-applicable", "", "", pc.reason)
+        return ControlResult(pc.control.id, "not-applicable", "", "", pc.reason, **about(pc.control))
     verdicts = [evaluate_item(i, out) for i in pc.items]
+    for item, v in zip(pc.items, verdicts):  # which item, with this host's values ("which sysctl?")
+        v.type, v.params = item.type, dict(item.params)
     status = worst([v.status for v in verdicts])
     shown = [v for v in verdicts if v.status == status] or verdicts
     return ControlResult(
@@ -75,7 +77,13 @@ def evaluate_control(pc: PlannedControl, out: Mapping[str, ProbeOutput]) -> Cont
         reason="; ".join(v.reason for v in shown if v.reason),
         evidence="; ".join(dict.fromkeys(v.evidence for v in shown if v.evidence)),
         items=verdicts,
+        **about(pc.control),
     )
+
+
+def about(control) -> dict:
+    """What a result carries of its control so that a report reads without the baseline."""
+    return {"title": dict(control.title), "severity": control.severity}
 
 
 def check_host(plan: list[PlannedControl], target: HostTarget, runner: probe.Runner) -> HostResult:
@@ -107,7 +115,8 @@ def check_host(plan: list[PlannedControl], target: HostTarget, runner: probe.Run
 def unreachable_host(plan: list[PlannedControl], target: HostTarget, error: str, started: str) -> HostResult:
     """Every control of an unreachable host is 'unreachable': never compliant, never silently absent."""
     results = [
-        ControlResult(pc.control.id, "unreachable" if pc.applicable else "not-applicable", "", "", error if pc.applicable else pc.reason)
+        ControlResult(pc.control.id, "unreachable" if pc.applicable else "not-applicable", "", "",
+                      error if pc.applicable else pc.reason, **about(pc.control))
         for pc in plan
     ]
     return HostResult(

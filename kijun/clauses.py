@@ -288,25 +288,21 @@ def _compliance_cell(comp: dict[str, int] | None) -> str:
     return cell + (f" (+{comp['waived']} waived)" if comp["waived"] else "")
 
 
-def _cut(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def render_table(rows: list[dict[str, Any]], lang: str = "en", run_id: str | None = None) -> str:
-    """Terminal table; tabulate aligns Japanese text by display width when wcwidth is installed."""
-    import tabulate as tabulate_mod
+    """Terminal table (kijun.present.grid: aligned by display width, long cells wrapped)."""
+    from kijun.present.grid import grid
 
     headers = [tr("clause", lang), tr("section", lang), tr("status", lang), tr("classes", lang), tr("controls", lang)]
     if run_id:
         headers.append(tr("compliance", lang))
     body = []
     for r in rows:
-        line = [r["id"], _cut(r["section"], 28), tr(r["status"], lang), ",".join(r["classes"]), _cut(" ".join(r["controls"]), 48)]
+        line = [r["id"], r["section"], tr(r["status"], lang), ",".join(r["classes"]), " ".join(r["controls"])]
         if run_id:
             line.append(_compliance_cell(r.get("compliance")))
         body.append(line)
     out = [f"{tr('run', lang)}: {run_id}"] if run_id else []
-    out.append(tabulate_mod.tabulate(body, headers=headers, disable_numparse=True))
+    out.append(grid(headers, body, wrap=(1, 4)))
     c = Counter(r["status"] for r in rows)
     out.append(", ".join(f"{tr(s, lang)} {c[s]}" for s in STATUSES) + f"; {tr('total', lang)} {len(rows)}")
     return "\n".join(out)

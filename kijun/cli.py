@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 from pathlib import Path
@@ -13,10 +12,10 @@ from kijun import baseline as baseline_mod
 from kijun.baseline import InputError
 from kijun.cli_bounds import host_bounds
 from kijun.inputs import store_option
+from kijun.present.options import emit, format_option, lang_option, output_option
 
 DEFAULT_BASELINE = "baselines/nisc-core.yaml"
 KEY_FILE_LIMIT = 64 * 1024  # PEM keys are a few hundred bytes
-LANGS = click.Choice(["ja", "en"])
 
 
 def default_baseline() -> str:
@@ -77,23 +76,17 @@ def schema(write: bool) -> None:
         click.echo(text, nl=False)
 
 
-def _emit(baseline, hosts, fmt: str, lang: str, report: dict | None = None) -> None:
-    from kijun import render
+def _show(report: dict, fmt: str, lang: str, output: str | None, baseline=None, notes: tuple[str, ...] = ()) -> None:
+    """The one way a run's report reaches the operator: the output class of --format."""
+    from kijun import present
 
-    if fmt == "json":
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
-    elif fmt == "junit":
-        from kijun.junit import to_junit
-
-        click.echo(to_junit(report))
-    else:
-        click.echo(render.results_table(baseline, hosts, lang))
-        click.echo(render.summary_line(hosts, lang))
+    emit(present.render(fmt, "run", report, lang, baseline=baseline, notes=notes), output, fmt)
 
 
 def exit_for(hosts) -> None:
-    bad = {"fail", "error", "unreachable"}
-    sys.exit(1 if any(r.status in bad for h in hosts for r in h.results) or any(not h.reachable for h in hosts) else 0)
+    from kijun.model import BAD_STATUSES
+
+    sys.exit(1 if any(r.status in BAD_STATUSES for h in hosts for r in h.results) or any(not h.reachable for h in hosts) else 0)
 
 
 def _signer(key_path: str | None):
@@ -103,7 +96,6 @@ def _signer(key_path: str | None):
 
 
 key_option = click.option("--key", "key_path", default=None, envvar="KIJUN_SIGNING_KEY", help="Ed25519 signing key (PEM).")
-lang_option = click.option("--lang", type=LANGS, default="en", show_default=True)
 inventory_option = click.option("-i", "--inventory", required=True, type=click.Path(), help="pyinfra inventory file.")
 limit_option = click.option("--limit", multiple=True, help="Only these hosts or groups (repeatable).")
 baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.Path(), default=None, help="Baseline YAML file.")
@@ -113,8 +105,8 @@ baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.P
 @click.option("--local", "local", is_flag=True, help="Check this machine (read-only, no SSH).")
 @click.option("-i", "--inventory", type=click.Path(), help="pyinfra inventory file to check over SSH.")
 @baseline_option
-@click.option("--class", "importance_class", type=click.Choice(["I", "II", "III", "IV"]), default="I",
-              show_default=True, help="Importance class of this machine (with --local).")
+@click.option("--class", "importance_class", type=click.Choice(["I", "II", "III", "IV"]), default=None,
+              help="Importance class of this machine (with --local; default I, the strictest, and the output says so).")
 @limit_option
 @click.option("--parallel", default=32, show_default=True, help="Hosts checked at once.")
 @click.option("--connect-timeout", default=10, show_default=True, help="Seconds before a host counts as unreachable.")
@@ -124,9 +116,10 @@ baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.P
 @click.option("--no-store", is_flag=True, help="Do not record the run (inventory checks are stored and signed by default).")
 @click.option("--waivers", type=click.Path(), default=None, help="Waiver file (justified, approved, expiring exceptions).")
 @lang_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "junit"]), default="table", show_default=True)
+@format_option("run", "check")
+@output_option
 def check(local, inventory, baseline_path, importance_class, limit, parallel, connect_timeout, host_timeout, max_output,
-          store_url, key_path, no_store, waivers, lang, fmt) -> None:
+          store_url, key_path, no_store, waivers, lang, fmt, output) -> None:
     """Verify hosts against the baseline (read-only). Exit 0 compliant, 1 not, 2 input error, interrupted or store failure."""
     from kijun import check as check_mod
     from kijun import plan, probe
@@ -138,12 +131,15 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     base = baseline_mod.load(baseline_path or default_baseline())
     waiver_set = _load_waivers(waivers, base)
     if local:
-        target = HostTarget(name=socket.gethostname(), importance_class=importance_class)
+        from kijun.i18n import t
+
+        notes = () if importance_class else (t("class-defaulted", lang).format(cls="I"),)
+        target = HostTarget(name=socket.gethostname(), importance_class=importance_class or "I")
         runner = probe.make_local_runner(host_timeout, max_output)
         hosts = [check_mod.check_host(plan.plan_host(base, target), target, runner)]
         _apply_waivers(waiver_set, hosts)
         report = report_mod.build_report("check", hosts, baseline=base, inventory={"path": "local", "digest": ""})
-        _emit(base, hosts, fmt, lang, report)
+        _show(report, fmt, lang, output, base, notes)
         exit_for(hosts)
     from kijun import fleet
     from kijun import runs as runs_mod
@@ -157,7 +153,7 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
                          host_timeout=host_timeout, max_output=max_output, store_url=store_url, key_path=key_path,
                          no_store=no_store, waiver_set=waiver_set)
     hosts, keeper = run.hosts, run.keeper
-    _emit(base, hosts, fmt, lang, run.report)
+    _show(run.report, fmt, lang, output, base)
     if run.interrupted:
         not_checked = sum(h.error == fleet.NOT_CHECKED for h in hosts)
         where = f"run {keeper.run_id} sealed as incomplete (interrupted)" if keeper.stored else "run interrupted"
@@ -198,9 +194,10 @@ def _apply_waivers(waiver_set, hosts) -> None:
 @key_option
 @click.option("--no-store", is_flag=True, help="Do not record the run (apply, dry runs and rollbacks are stored and signed by default).")
 @lang_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option("run", "apply")
+@output_option
 def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback_id, tofu, verify, keep_backups,
-          host_timeout, max_output, store_url, key_path, no_store, lang, fmt) -> None:
+          host_timeout, max_output, store_url, key_path, no_store, lang, fmt, output) -> None:
     """Apply the baseline with pyinfra (each host gets the controls of its importance class).
     Every apply, dry run and rollback is stored and signed like a check (kind apply / dry-run / rollback)."""
     from kijun import runs as runs_mod
@@ -214,19 +211,14 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
     store_args = {"store_url": store_url, "key_path": key_path, "no_store": no_store}
     if rollback_id:
         run = runs_mod.rollback(inv, rollback_id, tuple(limit), parallel=parallel, tofu=tofu, **store_args)
-        _print_apply(run.outcomes, lang, fmt, dry=False)
+        _show(run.report, fmt, lang, output)
         _stored_line(run)
         sys.exit(2 if run.keeper.failure else 0 if all(o.reachable and not o.error for o in run.outcomes) else 1)
     base = baseline_mod.load(baseline_path or default_baseline())
     run = runs_mod.apply(base, inv, tuple(limit), dry=dry, parallel=parallel, fail_percent=fail_percent, tofu=tofu,
                          verify=verify, keep_backups=keep_backups, host_timeout=host_timeout, max_output=max_output,
                          progress=progress, **store_args)
-    _print_apply(run.outcomes, lang, fmt, dry)
-    if run.verified:
-        from kijun import render
-
-        click.echo(render.results_table(base, run.verified, lang) if fmt == "table" else "", nl=fmt == "table")
-        click.echo(render.summary_line(run.verified, lang), err=True)
+    _show(run.report, fmt, lang, output, base)
     _stored_line(run)
     sys.exit(2 if run.keeper.failure else 1 if run.failed else 0)
 
@@ -248,32 +240,6 @@ def _refuse_invalid_hosts(path: str, limit: tuple[str, ...]):
     if errors:
         sys.exit(2)
     return inv
-
-
-def _print_apply(outcomes, lang, fmt, dry) -> None:
-    from tabulate import tabulate
-
-    from kijun.i18n import t
-    from kijun.termsafe import clean
-
-    if fmt == "json":
-        from dataclasses import asdict
-
-        click.echo(json.dumps([asdict(o) for o in outcomes], ensure_ascii=False, indent=2))
-        return
-    rows = []
-    for o in outcomes:
-        if not o.reachable or o.error:
-            rows.append([o.host, "", t("unreachable" if not o.reachable else "error", lang), o.error])
-            continue
-        for op in o.ops:
-            if op.status != "unchanged":
-                why = f"{t(op.reason, lang)}: {op.detail}" if op.reason else op.detail
-                rows.append([o.host, op.name, t(op.status, lang), why])
-        if not any(op.status != "unchanged" for op in o.ops):
-            rows.append([o.host, "", t("unchanged", lang), f"{len(o.ops)} item(s) in the desired state"])
-    rows = [[clean(cell) for cell in row] for row in rows]  # errors and details come from the hosts
-    click.echo(tabulate(rows, headers=[t("host", lang), t("control", lang), t("change", lang), t("reason", lang)]))
 
 
 @main.command()
@@ -344,8 +310,9 @@ def verify(store_url, key_path, pub_paths, files) -> None:
               show_default=True, help="Compare the latest check with the run of this kind before it (same inventory and scope).")
 @click.option("-i", "--inventory", default=None, help="The latest check of this inventory (path as given to check).")
 @lang_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def drift(store_url, runs, since_kind, inventory, lang, fmt) -> None:
+@format_option("drift")
+@output_option
+def drift(store_url, runs, since_kind, inventory, lang, fmt, output) -> None:
     """Compare the latest check run with the previous one of the same inventory and scope (or two given
     RUN IDs; a dry run as the older one is read as a prediction). Exit 0 none, 1 new drift, 2 error."""
     from kijun import drift as drift_mod
@@ -368,10 +335,9 @@ def drift(store_url, runs, since_kind, inventory, lang, fmt) -> None:
         else:
             raise click.UsageError("give no run id (latest two) or exactly two run ids")
     d = drift_mod.compare(old, new)
-    from kijun.termsafe import clean
+    from kijun import present
 
-    text = drift_mod.render(d, fmt, lang)
-    click.echo(text if fmt == "json" else clean(text))  # observed values come from the hosts
+    emit(present.render(fmt, "drift", d, lang), output, fmt)  # observed values come from the hosts: cleaned
     sys.exit(drift_mod.exit_code(d))
 
 

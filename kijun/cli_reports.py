@@ -14,16 +14,14 @@ import click
 from kijun.baseline import InputError
 from kijun.cli_bounds import host_bounds
 from kijun.inputs import store_option
+from kijun.present.options import format_option, lang_option, output_option
 
-LANGS = click.Choice(["ja", "en"])
 CLASS_CHOICES = ("I", "II", "III", "IV")
 
 key_option = click.option("--key", "key_path", default=None, envvar="KIJUN_SIGNING_KEY", help="Ed25519 signing key (PEM).")
-lang_option = click.option("--lang", type=LANGS, default="en", show_default=True)
 baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.Path(), default=None,
                                help="Baseline for titles, severities, tags and citations (default: the run's, else the shipped one).")
 run_option = click.option("--run", "run_id", default=None, metavar="RUN_ID", help="Stored run (default: the latest complete check run).")
-output_option = click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE instead of stdout.")
 
 
 def report_validation(errors: list, n_files: int, kind: str) -> None:
@@ -67,11 +65,9 @@ def resolve_baseline(report: dict, baseline_path: str | None):
 
 
 def _emit(text: str, output: str | None, fmt: str = "table") -> None:
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
-    else:
-        _echo_host_text(text, fmt)
+    from kijun.present.options import emit
+
+    emit(text, output, fmt)
 
 
 def _echo_host_text(text: str, fmt: str) -> None:
@@ -102,7 +98,7 @@ def _classes(values: tuple[str, ...], option: str) -> tuple[str, ...]:
 @click.option("--class", "classes", multiple=True, help="Only hosts of these importance classes (repeatable or I,II).")
 @click.option("--tag", "tags", multiple=True, help="Only controls with one of these tags (repeatable).")
 @click.option("--group", "groups", multiple=True, help="Only hosts in these inventory groups, branches or organisations.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "markdown", "json", "html"]), default="table", show_default=True)
+@format_option("matrix")
 @click.option("--view", type=click.Choice(["hosts", "clauses", "trend"]), default="hosts", show_default=True,
               help="Which table CSV holds (other formats hold all).")
 @click.option("--trend-limit", type=int, default=0, show_default=True, help="Only the last N runs in the trend (0: all).")
@@ -119,7 +115,9 @@ def matrix(store_url, run_id, baseline_path, classes, tags, groups, fmt, view, t
         history = matrix_mod.history_for(st, report, trend_limit)
     base = resolve_baseline(report, baseline_path)
     data = matrix_mod.build(report, base, filters=filters, lang=lang, history=history, generated=utc_now())
-    _emit(matrix_mod.render(data, fmt, lang, view), output, fmt)
+    from kijun import present
+
+    _emit(present.render(fmt, "matrix", data, lang, view_option=view), output, fmt)
 
 
 @click.command()
@@ -132,7 +130,7 @@ def matrix(store_url, run_id, baseline_path, classes, tags, groups, fmt, view, t
 @click.option("--tag", "tags", multiple=True, default=("targeted-attack",), show_default=True,
               help="Controls inspected: those with one of these tags.")
 @click.option("--no-store", is_flag=True, help="Do not store the inspection as a signed report.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@format_option("inspect")
 @output_option
 @lang_option
 def inspect(store_url, key_path, run_id, baseline_path, classes, tags, no_store, fmt, output, lang) -> None:
@@ -155,7 +153,9 @@ def inspect(store_url, key_path, run_id, baseline_path, classes, tags, no_store,
         if not no_store:
             signed = inspect_report.store_report(st, signer, data, report)
             click.echo(f"inspection stored as run {signed['run_id']} (kind inspect, chain {signed['chain']['sequence']})", err=True)
-    _emit(inspect_report.render(data, fmt, lang), output, fmt)
+    from kijun import present
+
+    _emit(present.render(fmt, "inspect", data, lang), output, fmt)
     sys.exit(1 if data["gaps"] else 0)
 
 

@@ -22,7 +22,7 @@ def failed_host(base: Baseline, target: HostTarget, error: str, started: str) ->
     """A host kijun could not judge (bad host data, a bug): every control is an error, never a pass."""
     res = check.unreachable_host([], target, error, started)
     res.reachable = True
-    res.results = [ControlResult(c.id, "error", "", "", error) for c in base.controls]
+    res.results = [ControlResult(c.id, "error", "", "", error, **check.about(c)) for c in base.controls]
     return res
 
 

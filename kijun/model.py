@@ -9,6 +9,8 @@ CLASSES = ("I", "II", "III", "IV")
 SEVERITIES = ("low", "medium", "high", "critical")
 # Ordered so that the "worst" status of a control's items wins.
 STATUSES = ("pass", "not-applicable", "waived", "fail", "error", "unreachable")
+# A result that is not compliant and not accepted: it makes a run exit 1 and a clause show gaps.
+BAD_STATUSES = frozenset({"fail", "error", "unreachable"})
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Verdict:
     expected: str = ""
     reason: str = ""
     evidence: str = ""  # the command(s) whose output was judged
+    type: str = ""  # the item judged (control type) and its parameters as planned for this host:
+    params: dict[str, Any] = field(default_factory=dict)  # "which sysctl?" must be answerable from the report
 
 
 @dataclass
@@ -100,6 +104,8 @@ class ControlResult:
     evidence: str = ""
     items: list[Verdict] = field(default_factory=list)
     waiver: dict[str, Any] | None = None
+    title: dict[str, str] = field(default_factory=dict)  # the control's title per language (ja, en)
+    severity: str = ""
 
 
 @dataclass

@@ -248,9 +248,10 @@ class ApplyRun:
 
     @property
     def failed(self) -> bool:
-        bad = {"fail", "error", "unreachable"}
+        from kijun.model import BAD_STATUSES
+
         return (any((not o.reachable) or o.error or o.controls("failed") for o in self.outcomes)
-                or any(r.status in bad for h in self.verified for r in h.results)
+                or any(r.status in BAD_STATUSES for h in self.verified for r in h.results)
                 or any(not h.reachable for h in self.verified))
 
 

@@ -107,7 +107,7 @@ def test_apply_verify_idempotence_rollback(lab, lab_baseline, signing):
 
     dry = kijun("apply", "-i", INVENTORY, "-b", lab_baseline, "--dry", "--format", "json")
     assert dry.returncode in (0, 1), dry.stderr
-    planned = {o["host"]: {op["control_id"] for op in o["ops"] if op["status"] == "would-change"} for o in json.loads(dry.stdout)}
+    planned = {o["host"]: {op["control_id"] for op in o["changes"] if op["status"] == "would-change"} for o in json.loads(dry.stdout)["hosts"]}
     pre = statuses(check_json(lab_baseline, "--no-store"))
     for name, controls in planned.items():
         failing = {cid for cid, st in pre[name].items() if st in ("fail", "error")}
@@ -116,7 +116,7 @@ def test_apply_verify_idempotence_rollback(lab, lab_baseline, signing):
 
     real = kijun("apply", "-i", INVENTORY, "-b", lab_baseline, "--format", "json", "--no-verify")
     assert real.returncode == 0, real.stdout[-4000:] + real.stderr[-4000:]
-    done = {o["host"]: {op["control_id"] for op in o["ops"] if op["status"] == "changed"} for o in json.loads(real.stdout)}
+    done = {o["host"]: {op["control_id"] for op in o["changes"] if op["status"] == "changed"} for o in json.loads(real.stdout)["hosts"]}
     assert done == planned, "the dry run must list exactly the controls the real apply changed"
     run_id = real.stderr.split("run ", 1)[1].split(":", 1)[0]
     assert all(operator_ok(h) for h in hosts), "apply locked the operator out"
@@ -127,10 +127,10 @@ def test_apply_verify_idempotence_rollback(lab, lab_baseline, signing):
         assert not bad, f"{name} after apply: {bad}"
 
     again = kijun("apply", "-i", INVENTORY, "-b", lab_baseline, "--dry", "--format", "json")
-    assert not any(op["status"] == "would-change" for o in json.loads(again.stdout) for op in o["ops"]), again.stdout
+    assert not any(op["status"] == "would-change" for o in json.loads(again.stdout)["hosts"] for op in o["changes"]), again.stdout
     second = kijun("apply", "-i", INVENTORY, "-b", lab_baseline, "--format", "json", "--no-verify")
     assert second.returncode == 0
-    assert not any(op["status"] == "changed" for o in json.loads(second.stdout) for op in o["ops"]), "second apply changed something"
+    assert not any(op["status"] == "changed" for o in json.loads(second.stdout)["hosts"] for op in o["changes"]), "second apply changed something"
 
     rb = kijun("apply", "-i", INVENTORY, "--rollback", run_id)
     assert rb.returncode == 0, rb.stdout + rb.stderr

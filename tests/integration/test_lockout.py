@@ -52,7 +52,7 @@ def apply_json(*args: str, inventory: str = INVENTORY, timeout: int = 600) -> tu
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"apply hung for {timeout} s: {(exc.stderr or b'')[-2000:]!r}") from None
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
-    ops = {op["control_id"]: op for o in json.loads(r.stdout) for op in o["ops"]}
+    ops = {op["control_id"]: op for o in json.loads(r.stdout)["hosts"] for op in o["changes"]}
     return r.returncode, ops, r.stderr
 
 

@@ -68,7 +68,7 @@ def test_remote_access_mechanisms_found_and_left_alone(lab, remote_baseline):
 
         real = kijun("apply", "-i", INVENTORY, "-b", remote_baseline, "--limit", host.name, "--format", "json", "--no-verify", "--no-store")
         assert real.returncode == 0, real.stdout[-3000:] + real.stderr[-3000:]
-        assert not any(op["status"] == "changed" for o in json.loads(real.stdout) for op in o["ops"])
+        assert not any(op["status"] == "changed" for o in json.loads(real.stdout)["hosts"] for op in o["changes"])
         left = sh("ls /dev/ttyACM0; ss -H -tln")
         assert "/dev/ttyACM0" in left and ":5900" in left
     finally:

@@ -10,7 +10,7 @@ import pytest
 from kijun import apply as apply_mod
 from kijun import ops
 from kijun.baseline import InputError
-from kijun.cli import _print_apply
+from kijun import present
 from kijun.controls import REGISTRY
 
 
@@ -43,24 +43,25 @@ def reverted_outcome():
     return [apply_mod.HostApply("lab-01", True, "", [op])]
 
 
+def reverted_report():
+    """The apply report as runs.apply stores it (what every output format is fed)."""
+    from kijun import report as report_mod
+    from kijun import runs
+
+    return report_mod.build_report("apply", [runs.host_entry(o, None) for o in reverted_outcome()], version="0.1.0")
+
+
 @pytest.mark.parametrize("lang, words", [("ja", ["失敗", "取消済み（ログインできなくなるため元に戻した）"]),
                                          ("en", ["failed", "reverted (would lock out)"])])
-def test_a_reverted_control_is_reported_failed_with_its_reason(capsys, lang, words):
-    _print_apply(reverted_outcome(), lang, "table", dry=False)
-    out = capsys.readouterr().out
+def test_a_reverted_control_is_reported_failed_with_its_reason(lang, words):
+    out = present.render("table", "run", reverted_report(), lang)
     assert all(w in out for w in words), out
     assert "Authentication failed" in out
 
 
 def test_json_carries_the_reason():
-    import io
-    from contextlib import redirect_stdout
-
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        _print_apply(reverted_outcome(), "en", "json", dry=False)
-    [host] = json.loads(buf.getvalue())
-    assert host["ops"][0]["status"] == "failed" and host["ops"][0]["reason"] == "reverted (would lock out)"
+    [host] = json.loads(present.render("json", "run", reverted_report(), "en"))["hosts"]
+    assert host["changes"][0]["status"] == "failed" and host["changes"][0]["reason"] == "reverted (would lock out)"
 
 
 @pytest.mark.parametrize("run_id", ["x; touch /tmp/kijun-pwned", "../../etc", "20261129T194716Z-1a2b3c\n", ""])

@@ -235,7 +235,7 @@ def test_register_adds_both_commands():
 
 
 def test_report_and_table_show_the_organisations_own_numbers(base):
-    from kijun import check, plan, render
+    from kijun import check, plan, present
     from kijun import report as report_mod
 
     target = HostTarget(name="web1", importance_class="II", variables={"log_retention_days": 400})
@@ -245,30 +245,28 @@ def test_report_and_table_show_the_organisations_own_numbers(base):
     assert report_mod.report_errors(rep) == []
     by = {h["host"]: h for h in rep["hosts"]}
     assert by["web1"]["overrides"] == {"log_retention_days": 400} and by["db1"]["overrides"] == {}
-    table = render.results_table(base, [host, plain], "ja")
-    assert table.splitlines()[0].startswith("組織による上書き") and "web1: log_retention_days=400" in table.splitlines()[0]
-    assert not render.results_table(base, [plain], "en").startswith("organisation overrides")
+    table = present.render("table", "run", rep, "ja")
+    line = next(x for x in table.splitlines() if x.startswith("組織による上書き"))
+    assert "web1: log_retention_days=400" in line and "db1" not in line
+    only_plain = report_mod.build_report("check", [plain], baseline=base)
+    assert "organisation overrides" not in present.render("table", "run", only_plain, "en")
 
 
 def test_japanese_table_columns_line_up_by_display_width(cmap, base):
-    """tabulate pads by display width (wcwidth, tabulate[widechars]): every column starts at the same cell."""
+    """kijun.present.grid pads by display width (wcwidth): every rule and cell border is at the same cell."""
     from wcwidth import wcwidth
 
     lines = clauses.render_table(clauses.rollup(cmap, base), "ja").splitlines()[:-1]
-    sep = lines[1]
-    starts = [i for i, ch in enumerate(sep) if ch == "-" and (i == 0 or sep[i - 1] == " ")]
-    assert len(starts) == 5
 
-    def cells(line):
-        out = []
+    def borders(line):
+        col, out = 0, []
         for ch in line:
-            out += [ch] + [""] * (max(wcwidth(ch), 1) - 1)
-        return out
+            if ch in "|+":
+                out.append(col)
+            col += max(wcwidth(ch), 1)
+        return out, col
 
     assert any(wcwidth(ch) == 2 for line in lines for ch in line)  # there is Japanese text to align
-    for line in lines[:1] + lines[2:]:
-        c = cells(line)
-        for s in starts[1:]:
-            if len(c) > s:  # an empty last cell (a background clause has no controls) ends the line early
-                assert c[s - 1] == " " and c[s] != "", (s, line)
-        assert len(c) > starts[3], line  # the classes column is always there
+    first = borders(lines[0])
+    assert len(first[0]) == 6  # five columns
+    assert all(borders(line) == first for line in lines), [line for line in lines if borders(line) != first][:2]

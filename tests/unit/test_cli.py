@@ -10,8 +10,11 @@ import jsonschema
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def kijun(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "kijun.cli", *args], capture_output=True, text=True, cwd=cwd)
+def kijun(*args, cwd=ROOT, env=None):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "kijun.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_validate_ok_and_errors():
@@ -40,10 +43,15 @@ def test_check_local_json_is_valid_against_the_shipped_schema():
     jsonschema.validate(report, schema)
     statuses = {res["control_id"]: res["status"] for res in report["hosts"][0]["results"]}
     assert set(statuses) == {"T-PKG-001", "T-SYS-001"}
+    # Each result says what its control is, and each item which setting it judged with which values.
+    sys_result = next(res for res in report["hosts"][0]["results"] if res["control_id"] == "T-SYS-001")
+    assert sys_result["title"]["ja"] == "IP転送の無効化" and sys_result["severity"] == "medium"
+    assert {"type": "sysctl", "params": {"key": "net.ipv4.ip_forward", "value": 0}}.items() <= sys_result["items"][0].items()
 
 
 def test_japanese_output():
-    r = kijun("check", "--local", "-b", "tests/data/mini.yaml", "--lang", "ja")
+    # wide enough that no title is wrapped (narrower terminals wrap cells onto more lines)
+    r = kijun("check", "--local", "-b", "tests/data/mini.yaml", "--lang", "ja", env={"COLUMNS": "200"})
     assert "管理策" in r.stdout and "判定" in r.stdout and "盗聴ツールの禁止" in r.stdout
 
 

@@ -2,7 +2,13 @@ import json
 
 import pytest
 
-from kijun.drift import EXIT_DRIFT, EXIT_NO_DRIFT, HOST_CHECK, compare, exit_code, render
+from kijun import present
+from kijun.baseline import InputError
+from kijun.drift import EXIT_DRIFT, EXIT_NO_DRIFT, HOST_CHECK, compare, exit_code
+
+
+def render(drift, fmt="table", lang="en"):
+    return present.render(fmt, "drift", drift, lang)
 
 
 def host(name, statuses, reachable=True):
@@ -97,12 +103,14 @@ def test_render_notes_an_incomplete_newer_run():
     assert "incomplete" in render(compare(OLD, new))
 
 
-def test_long_observed_values_are_cut_in_tables_but_not_in_json():
+def test_long_observed_values_are_wrapped_in_tables_but_whole_in_json():
     long = "x" * 500
     old = report("o", host("h", {"A": "pass"}))
     new = report("n", host("h", {"A": "fail"}))
     new["hosts"][0]["results"][0]["observed"] = long + "\nmore"
-    assert long not in render(compare(old, new))
+    table = render(compare(old, new))
+    cells = "".join(line for line in table.splitlines() if line.startswith("|"))
+    assert long not in table and cells.count("x") == 500 and "more" in cells  # wrapped onto lines, nothing cut
     data = json.loads(render(compare(old, new), fmt="json"))
     assert data["new_failures"][0]["new_observed"] == long + "\nmore"
     assert data["exit_code"] == 1
@@ -118,5 +126,7 @@ def test_json_render_shape():
 def test_bad_render_arguments():
     with pytest.raises(ValueError):
         render(compare(OLD, NEW), lang="fr")
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="unknown output format"):
         render(compare(OLD, NEW), fmt="xml")
+    with pytest.raises(InputError, match="drift has no junit output"):
+        render(compare(OLD, NEW), fmt="junit")

@@ -4,6 +4,7 @@ import json
 
 from click.testing import CliRunner
 
+from kijun import present
 from kijun import inspect_report
 from kijun.cli import main
 from kijun.signing import load_public_keys, public_path, verify_signature
@@ -62,10 +63,9 @@ def test_per_organisation_and_branch(fleet):  # noqa: F811
         assert all((by_rank[r]["organisation"], by_rank[r]["branch"]) == (org, branch) for r in u["ranks"])
         assert u["ranks"] == sorted(u["ranks"])
     assert len(units[("ministry-a", "honsho")]["ranks"]) == 3 and units[("ministry-a", "honsho")]["hosts"] == 3
-    text = inspect_report.render(data, "table", "en")
+    text = present.render("table", "inspect", data, "en")
     assert "ministry-a/kanto-branch" in text and "Prioritised remediation list" in text
-    ja = inspect_report.render(inspect_report.build(fleet["reports"][-1], fleet["base"], classes=ALL, lang="ja"),
-                               "markdown", "ja")
+    ja = present.render("markdown", "inspect", inspect_report.build(fleet["reports"][-1], fleet["base"], classes=ALL, lang="ja"), "ja")
     assert "標的型攻撃等に備えた対策の早期点検" in ja and "優先順位付き是正リスト" in ja and "期限切れ例外" in ja
 
 

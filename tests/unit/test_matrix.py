@@ -10,6 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from kijun import present
 from kijun import baseline as baseline_mod
 from kijun import matrix, waivers
 from kijun.cli import KijunGroup
@@ -290,9 +291,9 @@ def test_without_baseline_and_unknown_controls(fleet):
 def test_japanese_titles_and_headers(fleet):
     data = matrix.build(fleet["reports"][-1], fleet["base"], lang="ja")
     assert data["controls"][0]["title"] == "rootでのSSHログイン禁止"
-    text = matrix.render(data, "table", "ja")
+    text = present.render("table", "matrix", data, "ja")
     assert "準拠状況マトリクス" in text and "適合率" in text and "到達不能" in text and "根拠条項" in text
-    md = matrix.render(data, "markdown", "ja")
+    md = present.render("markdown", "matrix", data, "ja")
     assert "| ホスト " in md and "rootでのSSHログイン禁止" in md
 
 
@@ -300,7 +301,7 @@ def test_japanese_titles_and_headers(fleet):
 
 def test_table_format(fleet):
     data = matrix.build(fleet["reports"][-1], fleet["base"], history=fleet["history"])
-    text = matrix.render(data, "table", "en")
+    text = present.render("table", "matrix", data, "en")
     assert "69.2%" in text and "hq-web-01" in text and "UNR" in text
     assert "Clauses × organisation/branch" in text and "Expired waivers (1)" in text
     assert "agency-b/kansai" in text
@@ -308,21 +309,21 @@ def test_table_format(fleet):
 
 def test_csv_formats(fleet):
     data = matrix.build(fleet["reports"][-1], fleet["base"], history=fleet["history"])
-    rows = list(csv.reader(io.StringIO(matrix.render(data, "csv", "en"))))
+    rows = list(csv.reader(io.StringIO(present.render("csv", "matrix", data, "en"))))
     assert rows[0][:4] == ["Host", "Class", "Organisation", "Branch"]
     assert rows[0][4:9] == ["SSH-001", "PKG-001", "SYS-001", "LOG-001", "UPD-001"]
     assert len(rows) == 7
     hq_db = next(r for r in rows if r[0] == "hq-db-01")
     assert hq_db[4:10] == ["pass", "error", "pass", "pass", "waived", "60.0"]
-    rows = list(csv.reader(io.StringIO(matrix.render(data, "csv", "en", view="clauses"))))
+    rows = list(csv.reader(io.StringIO(present.render("csv", "matrix", data, "en", view_option="clauses"))))
     assert len(rows) == 1 + 3 * 3
-    rows = list(csv.reader(io.StringIO(matrix.render(data, "csv", "en", view="trend"))))
+    rows = list(csv.reader(io.StringIO(present.render("csv", "matrix", data, "en", view_option="trend"))))
     assert [r[2] for r in rows[1:]] == ["50.0", "65.4", "69.2"]
 
 
 def test_markdown_format(fleet):
     data = matrix.build(fleet["reports"][-1], fleet["base"], history=fleet["history"])
-    md = matrix.render(data, "markdown", "en")
+    md = present.render("markdown", "matrix", data, "en")
     assert md.startswith("# Compliance matrix")
     rows = {" ".join(line.split()) for line in md.splitlines()}
     assert "| hq-db-01 | II | ministry-a/honsho | pass | error | pass | pass | waived | 60.0% |" in rows
@@ -331,8 +332,8 @@ def test_markdown_format(fleet):
 
 def test_json_and_html_carry_the_same_figures(fleet):
     data = matrix.build(fleet["reports"][-1], fleet["base"], history=fleet["history"])
-    assert json.loads(matrix.render(data, "json")) == data
-    page = matrix.render(data, "html", "en")
+    assert json.loads(present.render("json", "matrix", data, "en")) == data
+    page = present.render("html", "matrix", data, "en")
     embedded = re.search(r'<script type="application/json" id="kijun-data">(.*?)</script>', page, re.S).group(1)
     assert json.loads(embedded) == data
     assert page.count('<td class="cell"') == 30
@@ -352,7 +353,7 @@ def test_html_escapes_hostile_text(fleet, signer):
         for h in hosts:
             st.add_host_result(run_id, h, signer)
         report = st.finish_run(run_id, signer)
-    page = matrix.render(matrix.build(report, base), "html")
+    page = present.render("html", "matrix", matrix.build(report, base), "en")
     assert "<script>alert(1)" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
     assert page.count("</script>") == 2
 

@@ -138,7 +138,8 @@ def test_bad_utf8_is_named_in_the_reason_of_an_item_that_does_not_pass():
 
 
 def test_results_table_strips_terminal_control_sequences():
-    from kijun import baseline, render
+    from kijun import baseline, present
+    from kijun.report import build_report
     from kijun.termsafe import clean
 
     assert clean("a\x1b[31mred\x1b[0m\x1b]0;owned\x07 b\r\x08\x9b2J\u202eevil\ttab\nline") == "ared bevil\ttab\nline"
@@ -146,7 +147,7 @@ def test_results_table_strips_terminal_control_sequences():
     c = base.controls[0]
     host = HostResult("h\x1b[2J", "I", "", "", "", [], True, "", "", "", {},
                       [ControlResult(c.id, "fail", "\x1b]2;pwned\x07UMASK \x1b[32mPASS\x1b[0m", "027")])
-    table = render.results_table(base, [host, host], "en")
+    table = present.render("table", "run", build_report("check", [host, host], baseline=base), "en", baseline=base)
     assert "\x1b" not in table and "\x07" not in table and "UMASK PASS" in table
 
 

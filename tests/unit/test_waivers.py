@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from kijun import present
 from kijun import inspect_report, matrix, waivers
 from kijun.baseline import InputError
 from kijun.cli import main
@@ -146,8 +147,8 @@ def test_waived_shown_in_json_report_matrix_and_inspect(fleet):  # noqa: F811
     assert db["cells"][-1] == "waived"
     assert data["waivers"]["active"][0]["control_id"] == "UPD-001"
     assert data["waivers"]["expired"][0]["control_id"] == "SSH-001"
-    assert "Active waivers (1)" in matrix.render(data, "table") and "Expired waivers (1)" in matrix.render(data, "table")
-    assert "例外承認" in matrix.render(matrix.build(report, base, lang="ja"), "markdown", "ja")
+    assert "Active waivers (1)" in present.render("table", "matrix", data, "en") and "Expired waivers (1)" in present.render("table", "matrix", data, "en")
+    assert "例外承認" in present.render("markdown", "matrix", matrix.build(report, base, lang="ja"), "ja")
     # Inspect: an expired waiver is a gap of its own kind; a valid one is no gap.
     ins = inspect_report.build(report, base, classes=("I", "II", "III", "IV"), tags=("targeted-attack", "patch"))
     kinds = {(g["host"], g["control_id"]): g["gap"] for g in ins["gaps"]}
