@@ -20,6 +20,9 @@ from typing import Any
 
 from tabulate import tabulate
 
+from kijun.i18n import t as tr
+from kijun.msg import LANGS
+
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 BAD = frozenset({"fail", "error", "unreachable"})
 HOST_CHECK = "(reachable)"
@@ -124,59 +127,37 @@ def exit_code(drift: Drift) -> int:
 
 # --- rendering ---------------------------------------------------------------------------------
 
-LABELS = {
-    "en": {
-        "title": "Drift {old} -> {new}",
-        "incomplete": "note: the newer run is incomplete; missing hosts may only be unfinished",
-        "new_failures": "New failures", "fixed": "Fixed", "still_failing": "Still failing",
-        "hosts_new": "New hosts", "hosts_gone": "Hosts gone", "none": "none",
-        "cols": ("Host", "Control", "Before", "Now", "Observed before", "Observed now"),
-        "verdict_drift": "result: new drift ({n} new failure(s))", "verdict_ok": "result: no new drift",
-        "status": {},
-        "absent": "-",
-    },
-    "ja": {
-        "title": "差分 {old} -> {new}",
-        "incomplete": "注意: 新しい実行は未完了です。消えたホストは未実施の可能性があります",
-        "new_failures": "新たな不適合", "fixed": "是正済み", "still_failing": "継続中の不適合",
-        "hosts_new": "新規ホスト", "hosts_gone": "消えたホスト", "none": "なし",
-        "cols": ("ホスト", "項目ID", "前回", "今回", "前回の観測値", "今回の観測値"),
-        "verdict_drift": "結果: 新たな逸脱あり (新たな不適合 {n} 件)", "verdict_ok": "結果: 新たな逸脱なし",
-        "status": {"pass": "適合", "fail": "不適合", "error": "エラー", "not-applicable": "対象外",
-                   "waived": "適用除外", "unreachable": "到達不能"},
-        "absent": "-",
-    },
-}
-
-
 def _cell(text: str) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
 def render_table(drift: Drift, lang: str = "en") -> str:
-    if lang not in LABELS:
+    if lang not in LANGS:
         raise ValueError(f"unknown language {lang!r} (ja or en)")
-    t = LABELS[lang]
+
+    def t(key: str) -> str:
+        return tr(key, lang)
 
     def status(s: str | None) -> str:
-        return t["absent"] if s is None else t["status"].get(s, s)
+        return "-" if s is None else t(s)
 
-    out = [t["title"].format(old=drift.old_run, new=drift.new_run)]
+    cols = [t(k) for k in ("host", "control", "before", "now", "observed_before", "observed_now")]
+    out = [t("drift_title").format(old=drift.old_run, new=drift.new_run)]
     if not drift.new_complete:
-        out.append(t["incomplete"])
+        out.append(t("drift_incomplete"))
     for key in ("new_failures", "fixed", "still_failing"):
         changes: list[Change] = getattr(drift, key)
-        out += ["", f"{t[key]} ({len(changes)})"]
+        out += ["", f"{t(key)} ({len(changes)})"]
         if changes:
             rows = [(c.host, c.control_id, status(c.old_status), status(c.new_status),
                      _cell(c.old_observed), _cell(c.new_observed)) for c in changes]
-            out.append(tabulate(rows, headers=t["cols"], tablefmt="simple"))
+            out.append(tabulate(rows, headers=cols, tablefmt="simple"))
     for key in ("hosts_new", "hosts_gone"):
         hosts = getattr(drift, key)
-        out += ["", f"{t[key]} ({len(hosts)}): {', '.join(hosts) if hosts else t['none']}"]
+        out += ["", f"{t(key)} ({len(hosts)}): {', '.join(hosts) if hosts else t('none')}"]
     n = len(drift.new_failures)
-    out += ["", t["verdict_drift"].format(n=n) if n else t["verdict_ok"]]
+    out += ["", t("verdict_drift").format(n=n) if n else t("verdict_ok")]
     return "\n".join(out) + "\n"
 
 

@@ -34,24 +34,8 @@ DEFAULT_CLASSES = ("I", "II")
 DEFAULT_TAGS = ("targeted-attack",)
 GAP_KINDS = ("unreachable", "fail", "error", "expired-waiver")
 
-WORDS = {
-    "inspect_title": {"ja": "標的型攻撃等に備えた対策の早期点検", "en": "Early inspection: countermeasures against targeted attacks"},
-    "inspect_basis": {"ja": "根拠: 資料2 1. 標的型攻撃等に備えた対策の早期点検及び重点実施",
-                      "en": "Basis: 資料2 1. early inspection and priority implementation of countermeasures against targeted attacks"},
-    "remediation": {"ja": "優先順位付き是正リスト", "en": "Prioritised remediation list"},
-    "control_status": {"ja": "管理策ごとの状況", "en": "Status per control"},
-    "source_run": {"ja": "点検元の実行", "en": "Inspected run"},
-    "inspect_run": {"ja": "点検報告(署名済)", "en": "Inspection report (signed)"},
-    "classes_inspected": {"ja": "対象重要性", "en": "Classes inspected"},
-    "tags_inspected": {"ja": "対象タグ", "en": "Tags inspected"},
-    "no_gaps": {"ja": "不備なし", "en": "no gaps"},
-    "gaps_total": {"ja": "不備", "en": "gaps"},
-}
-
-
 def _tr(word: str, lang: str) -> str:
-    entry = WORDS.get(word)
-    return entry.get(lang, entry["en"]) if entry else tr(word, lang)
+    return tr(word, lang)
 
 
 def gap_kind(host: dict[str, Any], result: dict[str, Any]) -> str | None:

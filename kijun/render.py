@@ -6,7 +6,7 @@ from collections import Counter
 
 from tabulate import tabulate
 
-from kijun.i18n import t
+from kijun.i18n import render, t
 from kijun.model import Baseline, HostResult
 from kijun.termsafe import clean
 
@@ -27,7 +27,7 @@ def results_table(baseline: Baseline, hosts: list[HostResult], lang: str = "en")
             c = controls[r.control_id]
             detail_obs = r.observed or r.reason
             row = [r.control_id, _cut(c.title[lang]), ",".join(c.classes), t(c.severity, lang), t(r.status, lang),
-                   _cut(detail_obs), _cut(r.expected)]
+                   _cut(render(detail_obs, lang)), _cut(render(r.expected, lang))]
             rows.append(([clean(h.host)] if multi else []) + row)
     headers = ([t("host", lang)] if multi else []) + [t(w, lang) for w in ("control", "title", "class", "severity", "status", "observed", "expected")]
     return overrides_line(hosts, lang) + tabulate(rows, headers=headers, tablefmt="simple")
@@ -38,8 +38,7 @@ def overrides_line(hosts: list[HostResult], lang: str = "en") -> str:
     own = [f"{h.host}: " + ", ".join(f"{k}={v}" for k, v in sorted(h.overrides.items())) for h in hosts if getattr(h, "overrides", None)]
     if not own:
         return ""
-    head = {"ja": "組織による上書き (kijun_vars、他の値は基準の既定値: kijun params)",
-            "en": "organisation overrides (kijun_vars; every other number is the baseline's: kijun params)"}[lang]
+    head = t("overrides_head", lang)
     return f"{head}: " + "; ".join(own) + "\n"
 
 
