@@ -254,7 +254,7 @@ def local_out():
 
 
 ITEMS = items_by_type()
-NOT_YET = {"antivirus", "audit_watch", "av_onaccess", "av_scan", "egress_firewall",
+NOT_YET = {"audit_watch", "egress_firewall",
            "fim", "host_firewall", "inactive_accounts",
            "log_forwarding", "log_retention", "log_review", 
            "password_policy", "patch_state", "remote_access",
