@@ -254,8 +254,8 @@ def local_out():
 
 
 ITEMS = items_by_type()
-NOT_YET = {"egress_firewall",
-           "host_firewall", "inactive_accounts",
+NOT_YET = {
+           "inactive_accounts",
            "log_forwarding", "log_retention", "log_review", 
            "password_policy", "patch_state", "remote_access",
            "time_sync"}  # being converted: emptied as they are
