@@ -255,8 +255,8 @@ def local_out():
 
 ITEMS = items_by_type()
 NOT_YET = {
-           "inactive_accounts",
-           "log_forwarding", "log_retention", "log_review", 
+          
+           "log_forwarding", "log_retention", 
            "password_policy", "patch_state", "remote_access",
            "time_sync"}  # being converted: emptied as they are
 
