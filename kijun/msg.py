@@ -176,3 +176,9 @@ def decode(data: Any, depth: int = 0) -> Any:
     if data is None or isinstance(data, (str, bool, int, float)):
         return data
     raise DecodeError(f"unexpected {type(data).__name__} in a message")
+
+
+def of_exception(exc: BaseException) -> str:
+    """The message an exception was raised with (raise ValueError(Msg(...))), else its English text."""
+    first = exc.args[0] if len(exc.args) == 1 else None
+    return first if isinstance(first, Msg) else str(exc)

@@ -16,7 +16,7 @@ from shlex import quote
 from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.setting import file_probe
-from kijun.msg import Msg, join
+from kijun.msg import Msg, join, of_exception
 
 PASSWD = "/etc/passwd"
 # Only the lock state of the password leaves the host, never the hash.
@@ -150,7 +150,7 @@ def parse_logins(text: str) -> tuple[int, dict[str, int], list[str]]:
                 t = int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
                 last[words[0]] = max(last.get(words[0], 0), t)
     if now is None:
-        raise ValueError("no 'now' line in login probe output")
+        raise ValueError(Msg("no 'now' line in login probe output"))
     return now, last, sources
 
 
@@ -175,7 +175,7 @@ class InactiveAccounts(ControlType):
 
     def _judge(self, p, out) -> dict:
         if out[f"file.{PASSWD}"].rc != 0 or out["shadow.summary"].rc != 0:
-            raise ValueError("cannot read /etc/passwd or /etc/shadow")
+            raise ValueError(Msg("cannot read /etc/passwd or /etc/shadow"))
         now, last, sources = parse_logins(out["login.last"].stdout)
         shadow = parse_shadow(out["shadow.summary"].stdout)
         m = re.search(r"^INACTIVE=(-?\d+)$", out["useradd.defaults"].stdout, re.M)
@@ -209,7 +209,7 @@ class InactiveAccounts(ControlType):
         try:
             j = self._judge(p, out)
         except (ValueError, IndexError) as exc:
-            return error(Msg("cannot read account state: {exc}", exc=str(exc)))
+            return error(Msg("cannot read account state: {exc}", exc=of_exception(exc)))
         problems = []
         if j["default"] is None or j["default"] < 0 or j["default"] > n:
             problems.append(Msg("useradd INACTIVE={value}", value=j["default"] if j["default"] is not None else Msg("unknown")))

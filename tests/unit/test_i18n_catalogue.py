@@ -54,9 +54,10 @@ def literal_ids() -> set[str]:
 
 def has_words(template: str) -> bool:
     """A template says something in English: not only fields, punctuation and configuration names that read
-    the same in every language ("{a}, {b}", "TMOUT={seconds}", "AllowGroups {groups}": ALLCAPS or CamelCase)."""
-    words = re.findall(r"[A-Za-z]{2,}", FIELD.sub("", template))
-    return any(not (w.isupper() or any(c.isupper() for c in w[1:])) for w in words)
+    the same in every language ("{a}, {b}", "TMOUT={seconds}", "AllowGroups {groups}", "pam_pwhistory {state}":
+    ALLCAPS, CamelCase, snake_case or dotted names)."""
+    words = re.findall(r"[A-Za-z][\w.-]*[A-Za-z]", FIELD.sub("", template))
+    return any(not (w.isupper() or any(c.isupper() for c in w[1:]) or re.search(r"[_.\d]", w)) for w in words)
 
 
 # --- the catalogue ---------------------------------------------------------------------------
@@ -257,7 +258,7 @@ ITEMS = items_by_type()
 NOT_YET = {
           
            "log_forwarding", "log_retention", 
-           "password_policy", "patch_state", "remote_access",
+           
            "time_sync"}  # being converted: emptied as they are
 
 
