@@ -257,9 +257,9 @@ def local_out():
 ITEMS = items_by_type()
 NOT_YET = {
           
-           "log_forwarding", "log_retention", 
+           "log_retention", 
            
-           "time_sync"}  # being converted: emptied as they are
+           }  # being converted: emptied as they are
 
 
 @pytest.mark.parametrize("ctype", sorted(REGISTRY))
