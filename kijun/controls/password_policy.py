@@ -178,7 +178,7 @@ class PasswordPolicy(ControlType):
                 and (shadow.get(u) is None or shadow[u].max is None or shadow[u].max < 0 or shadow[u].max > p["max_days"])]
 
     def evaluate(self, p, out):
-        minclass = f", minclass>={p['min_classes']}" if "min_classes" in p else ""
+        minclass = Msg(", minclass>={n}", n=p["min_classes"]) if "min_classes" in p else ""
         expected = Msg("{pkg} on, minlen>={minlen}{minclass}, PASS_MAX_DAYS<={max}, PASS_MIN_DAYS>={min}, "
                        "PASS_WARN_AGE>={warn}, accounts' max days<={max}", pkg=PKG, minlen=p["min_length"],
                        minclass=minclass, max=p["max_days"], min=p["min_days"], warn=p["warn_days"])
