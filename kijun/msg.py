@@ -93,7 +93,7 @@ class Msg(str):
         return self
 
     def __reduce__(self) -> Any:
-        return (decode, (encode(self),))
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
 
     def render(self, lang: str) -> str:
         if lang == "en":
@@ -105,6 +105,13 @@ class Msg(str):
 
     def encode(self) -> dict[str, Any]:
         return {"id": self.template, "args": {k: encode(v) for k, v in self.args.items()}}
+
+
+def _rebuild(cls: type, text: str, state: dict[str, Any]) -> Msg:
+    """Unpickle without formatting again (the template may be newer than the compiled catalogue)."""
+    obj = str.__new__(cls, text)
+    obj.__dict__.update(state)
+    return obj
 
 
 class Joined(Msg):

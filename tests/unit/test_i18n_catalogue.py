@@ -159,9 +159,11 @@ def test_join_keeps_translatability_and_plain_text():
 def test_msg_survives_copy_and_pickle():
     import copy
     import pickle
-    m = Msg("{path} missing", path="/etc/x")
+    m = join("; ", [Msg("{path} missing", path="/etc/x"), Msg("unset")])
     for other in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
-        assert other == m and other.template == m.template and i18n.render(other, "ja") == "/etc/x が存在しない"
+        assert other == m and type(other) is type(m) and i18n.render(other, "ja") == "/etc/x が存在しない; 未設定"
+    new = Msg("a message not in the catalogue yet: {x}", x="1")
+    assert pickle.loads(pickle.dumps(new)).args == {"x": "1"}
 
 
 # --- reports ---------------------------------------------------------------------------------
