@@ -40,8 +40,7 @@ def translate(text: str, lang: str) -> str:
 
 def known(text: str) -> bool:
     """Whether a text is a msgid of the catalogue (ids from stored reports are checked against it)."""
-    ja = catalogue("ja")
-    return bool(getattr(ja, "_catalog", None)) and text in ja._catalog  # type: ignore[attr-defined]
+    return any(text in getattr(catalogue(lang), "_catalog", {}) for lang in LANGS if lang != "en")
 
 
 class _Formatter(string.Formatter):
