@@ -15,7 +15,7 @@ from kijun.controls.base import (
     register,
 )
 from kijun.facts import container_reason, container_signs
-from kijun.msg import Msg, join
+from kijun.msg import Msg
 from kijun.probe import HOST_FACT_PROBES
 
 PERSIST_FILE = "/etc/sysctl.d/zz-kijun.conf"  # sorts after 99-sysctl.conf, so it wins
