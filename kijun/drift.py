@@ -20,6 +20,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from kijun.i18n import message
+from kijun.i18n import render as render_finding
 from kijun.i18n import t as tr
 from kijun.msg import LANGS
 
@@ -109,8 +111,8 @@ def compare(old_report: dict[str, Any], new_report: dict[str, Any]) -> Drift:
             change = Change(
                 host=name, control_id=control_id,
                 old_status=before["status"] if before else None, new_status=new["status"],
-                old_observed=before.get("observed", "") if before else "",
-                new_observed=new.get("observed", ""), reason=new.get("reason", ""),
+                old_observed=message(before, "observed") if before else "",
+                new_observed=message(new, "observed"), reason=message(new, "reason"),
             )
             was_bad = change.old_status in BAD
             if new["status"] in BAD:
@@ -151,7 +153,7 @@ def render_table(drift: Drift, lang: str = "en") -> str:
         out += ["", f"{t(key)} ({len(changes)})"]
         if changes:
             rows = [(c.host, c.control_id, status(c.old_status), status(c.new_status),
-                     _cell(c.old_observed), _cell(c.new_observed)) for c in changes]
+                     _cell(render_finding(c.old_observed, lang)), _cell(render_finding(c.new_observed, lang))) for c in changes]
             out.append(tabulate(rows, headers=cols, tablefmt="simple"))
     for key in ("hosts_new", "hosts_gone"):
         hosts = getattr(drift, key)

@@ -162,17 +162,22 @@ def render(text: Any, lang: str) -> str:
     return translate(text, lang) if lang != "en" and known(text) else text
 
 
-def render_field(result: dict[str, Any], field: str, lang: str) -> str:
-    """observed / expected / reason of a result dict from a report, in `lang`.
+def message(result: dict[str, Any], field: str) -> str:
+    """observed / expected / reason of a result dict from a report, as a Msg when the report carries one.
 
     The stored message is used only when its English rendering is the signed English text itself, so
-    the Japanese never says something the evidence does not."""
+    the Japanese never says something the evidence does not; otherwise the plain English text."""
     english = str(result.get(field) or "")
     encoded = (result.get("messages") or {}).get(field)
-    if lang == "en" or encoded is None:
-        return render(english, lang)
+    if encoded is None:
+        return english
     try:
-        message = decode(encoded)
+        found = decode(encoded)
     except DecodeError:
         return english
-    return render(message, lang) if str(message) == english else english
+    return found if isinstance(found, Msg) and str(found) == english else english
+
+
+def render_field(result: dict[str, Any], field: str, lang: str) -> str:
+    """observed / expected / reason of a result dict from a report, in `lang` (see message())."""
+    return render(message(result, field), lang)

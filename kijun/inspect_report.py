@@ -24,6 +24,8 @@ from typing import Any
 from tabulate import tabulate
 
 from kijun.baseline import InputError
+from kijun.i18n import message
+from kijun.i18n import render as render_finding
 from kijun.matrix import NONE_LABEL, STATUS_ORDER, markdown_table, status_label, tr
 from kijun.model import Baseline
 
@@ -90,8 +92,8 @@ def build(report: dict[str, Any], baseline: Baseline, *, classes: tuple[str, ...
                 "importance_class": h["importance_class"], "control_id": c.id,
                 "title": c.title.get(lang) or c.title["en"], "severity": c.severity, "gap": kind, "status": r["status"],
                 "score": score(h["importance_class"], c.severity),
-                "observed": r.get("observed") or "", "expected": r.get("expected") or "",
-                "reason": r.get("reason") or (h.get("error") if kind == "unreachable" else "") or "",
+                "observed": message(r, "observed"), "expected": message(r, "expected"),
+                "reason": message(r, "reason") or (h.get("error") if kind == "unreachable" else "") or "",
                 "waiver": waiver,
             })
         host_rows.append({"host": h["host"], "importance_class": h["importance_class"],
@@ -177,7 +179,7 @@ def _cut(text: str, n: int = 60) -> str:
 
 
 def _gap_row(g: dict[str, Any], lang: str) -> list[Any]:
-    detail = g["reason"] if g["gap"] == "unreachable" else (g["observed"] or g["reason"])
+    detail = render_finding(g["reason"] if g["gap"] == "unreachable" else (g["observed"] or g["reason"]), lang)
     if g["gap"] == "expired-waiver" and g["waiver"]:
         detail = f"{tr('expires', lang)} {g['waiver'].get('expires')}: {detail}"
     return [g["rank"], g["score"], g["host"], g["importance_class"], g["control_id"], _cut(g["title"], 40),

@@ -305,3 +305,16 @@ def test_every_finding_of_every_control_type_renders_in_japanese(ctype, local_ou
                 seen += 1
                 assert i18n.render(text, "ja") != "" and str(text) == i18n.render(text, "en")
     assert seen, f"no finding of {ctype} was exercised"
+
+
+def test_drift_between_stored_reports_shows_japanese_observations():
+    from kijun.drift import compare
+    from kijun.drift import render as render_drift
+    ok = ControlResult("X-1", "pass", Msg("{path} missing", path="/etc/x"), "e")
+    bad = ControlResult("X-1", "fail", Msg("mode {mode} {owner}:{group}", mode="0777", owner="root", group="root"), "e")
+    old, new = (json.loads(dumps(build_report("check", [host([r])], version="0.1.0"))) for r in (ok, bad))
+    drift = compare(old, new)
+    ja, en = render_drift(drift, lang="ja"), render_drift(drift, lang="en")
+    assert "/etc/x が存在しない" in ja and "パーミッション 0777 所有者 root:root" in ja and "例外承認" not in ja
+    assert "/etc/x missing" in en and "mode 0777 root:root" in en
+    assert json.loads(render_drift(drift, "json"))["new_failures"][0]["new_observed"] == "mode 0777 root:root"
