@@ -577,8 +577,7 @@ def _status_header(data: dict[str, Any], lang: str) -> list[str]:
     adv = data["advisory"]
     s = data["summary"]
     days = data["days_left"]
-    when = (f"{days} day(s) left" if days >= 0 else f"{-days} day(s) past") if lang == "en" else (
-        f"残り{days}日" if days >= 0 else f"{-days}日超過")
+    when = tr("days_left", lang).format(days=days) if days >= 0 else tr("days_past", lang).format(days=-days)
     lines = [f"{adv['id']}: {adv['title'].get(lang, adv['title']['en'])}",
              f"{tr('deadline', lang)}: {adv['deadline']} ({when}); {adv['source'].get('document', '')}",
              f"{tr('hosts', lang)}: {s['hosts']}, {tr('applied-and-verified', lang)}: {s['confirmed']}, "
@@ -606,10 +605,9 @@ def render_status(data: dict[str, Any], fmt: str = "table", lang: str = "en") ->
     else:
         raise ValueError(f"unknown format {fmt!r} (table, json or markdown)")
     if any(not r["in_inventory"] for r in data["hosts"]):
-        out.append("* " + ("not in the inventory any more" if lang == "en" else "インベントリにないホスト"))
+        out.append("* " + tr("not_in_inventory", lang))
     if data["tampered"]:
-        out.append("! " + ("ledger row not signed by a trusted key (edited or forged): not counted as confirmed"
-                           if lang == "en" else "台帳の行の署名が検証できない(改ざんまたは偽造): 確認済みとして数えない"))
+        out.append("! " + tr("ledger_tampered", lang))
     for err in data["inventory_errors"]:
         out.append(f"inventory: {err}")
     return "\n".join(out) + "\n"

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from kijun import probe
 from kijun.controls import REGISTRY
 from kijun.facts import host_facts
+from kijun.msg import Msg, join
 from kijun.model import (
     ControlResult,
     HostResult,
@@ -38,20 +39,21 @@ def evaluate_item(item: PlannedItem, out: Mapping[str, ProbeOutput]) -> Verdict:
     keys = ctype.probes(item.params)
     lost = [k for k in keys if k not in out]
     if lost:
-        return Verdict("error", reason=f"probe output missing for {', '.join(lost)} (run interrupted?)")
+        return Verdict("error", reason=Msg("probe output missing for {keys} (run interrupted?)", keys=lost))
     try:
         v = ctype.evaluate(item.params, out)
     except Exception as exc:  # a parser bug must show as an error on this item, never as a pass
-        return Verdict("error", reason=f"{item.type}: cannot evaluate: {exc!r}")
+        return Verdict("error", reason=Msg("{type}: cannot evaluate: {exc}", type=item.type, exc=repr(exc)))
     if not v.evidence:
         v.evidence = "; ".join(keys.values())
     if v.status != "pass" and not v.reason:
         # An auditor must read why from the verdict itself, not reconstruct it.
-        v.reason = f"{ctype.describe(item.params)}: observed {v.observed or 'nothing'}, expected {v.expected or '?'}"
+        v.reason = Msg("{item}: observed {observed}, expected {expected}", item=ctype.describe(item.params),
+                       observed=v.observed or Msg("nothing"), expected=v.expected or "?")
     garbled = [k for k in keys if out[k].bad_utf8]
     if garbled and v.status not in ("pass", "not-applicable"):
-        note = f"output of {', '.join(garbled)} was not valid UTF-8 (bad bytes read as U+FFFD)"
-        v.reason = f"{v.reason}; {note}" if v.reason else note
+        note = Msg("output of {keys} was not valid UTF-8 (bad bytes read as U+FFFD)", keys=garbled)
+        v.reason = join("; ", [v.reason, note])
     return v
 
 
@@ -72,9 +74,9 @@ def evaluate_control(pc: PlannedControl, out: Mapping[str, ProbeOutput]) -> Cont
     return ControlResult(
         control_id=pc.control.id,
         status=status,
-        observed="; ".join(v.observed for v in shown if v.observed),
-        expected="; ".join(v.expected for v in shown if v.expected),
-        reason="; ".join(v.reason for v in shown if v.reason),
+        observed=join("; ", [v.observed for v in shown]),
+        expected=join("; ", [v.expected for v in shown]),
+        reason=join("; ", [v.reason for v in shown]),
         evidence="; ".join(dict.fromkeys(v.evidence for v in shown if v.evidence)),
         items=verdicts,
         **about(pc.control),

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kijun.i18n import message
 from kijun.model import BAD_STATUSES as BAD
 
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
@@ -103,8 +104,8 @@ def compare(old_report: dict[str, Any], new_report: dict[str, Any]) -> Drift:
             change = Change(
                 host=name, control_id=control_id,
                 old_status=before["status"] if before else None, new_status=new["status"],
-                old_observed=before.get("observed", "") if before else "",
-                new_observed=new.get("observed", ""), reason=new.get("reason", ""),
+                old_observed=message(before, "observed") if before else "",
+                new_observed=message(new, "observed"), reason=message(new, "reason"),
             )
             was_bad = change.old_status in BAD
             if new["status"] in BAD:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kijun.model import ProbeOutput
+from kijun.msg import Msg, join
 
 
 def host_facts(out: Mapping[str, ProbeOutput]) -> dict[str, Any]:
@@ -72,4 +73,4 @@ def module_list_missing(out: Mapping[str, ProbeOutput]) -> bool:
 
 
 def container_reason(out: Mapping[str, ProbeOutput], what: str) -> str:
-    return f"host is a container ({'; '.join(container_signs(out))}): {what}"
+    return Msg("host is a container ({signs}): {what}", signs=join("; ", container_signs(out)), what=what)

@@ -13,9 +13,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from kijun import check, plan, probe
 from kijun.baseline import InputError
 from kijun.model import Baseline, ControlResult, HostResult, HostTarget
+from kijun.msg import Msg
 from kijun.remote import Unreachable, runner_for
 
-NOT_CHECKED = "not checked: run interrupted"
+NOT_CHECKED = Msg("not checked: run interrupted")
 
 
 def failed_host(base: Baseline, target: HostTarget, error: str, started: str) -> HostResult:

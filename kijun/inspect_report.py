@@ -22,6 +22,7 @@ from collections import Counter
 from typing import Any
 
 from kijun.baseline import InputError
+from kijun.i18n import message
 from kijun.matrix import NONE_LABEL, STATUS_ORDER, tr
 from kijun.model import Baseline
 
@@ -32,24 +33,8 @@ DEFAULT_CLASSES = ("I", "II")
 DEFAULT_TAGS = ("targeted-attack",)
 GAP_KINDS = ("unreachable", "fail", "error", "expired-waiver")
 
-WORDS = {
-    "inspect_title": {"ja": "標的型攻撃等に備えた対策の早期点検", "en": "Early inspection: countermeasures against targeted attacks"},
-    "inspect_basis": {"ja": "根拠: 資料2 1. 標的型攻撃等に備えた対策の早期点検及び重点実施",
-                      "en": "Basis: 資料2 1. early inspection and priority implementation of countermeasures against targeted attacks"},
-    "remediation": {"ja": "優先順位付き是正リスト", "en": "Prioritised remediation list"},
-    "control_status": {"ja": "管理策ごとの状況", "en": "Status per control"},
-    "source_run": {"ja": "点検元の実行", "en": "Inspected run"},
-    "inspect_run": {"ja": "点検報告(署名済)", "en": "Inspection report (signed)"},
-    "classes_inspected": {"ja": "対象重要性", "en": "Classes inspected"},
-    "tags_inspected": {"ja": "対象タグ", "en": "Tags inspected"},
-    "no_gaps": {"ja": "不備なし", "en": "no gaps"},
-    "gaps_total": {"ja": "不備", "en": "gaps"},
-}
-
-
 def _tr(word: str, lang: str) -> str:
-    entry = WORDS.get(word)
-    return entry.get(lang, entry["en"]) if entry else tr(word, lang)
+    return tr(word, lang)
 
 
 def gap_kind(host: dict[str, Any], result: dict[str, Any]) -> str | None:
@@ -104,8 +89,8 @@ def build(report: dict[str, Any], baseline: Baseline, *, classes: tuple[str, ...
                 "importance_class": h["importance_class"], "control_id": c.id,
                 "title": c.title.get(lang) or c.title["en"], "severity": c.severity, "gap": kind, "status": r["status"],
                 "score": score(h["importance_class"], c.severity),
-                "observed": r.get("observed") or "", "expected": r.get("expected") or "",
-                "reason": r.get("reason") or (h.get("error") if kind == "unreachable" else "") or "",
+                "observed": message(r, "observed"), "expected": message(r, "expected"),
+                "reason": message(r, "reason") or (h.get("error") if kind == "unreachable" else "") or "",
                 "waiver": waiver,
             })
         host_rows.append({"host": h["host"], "importance_class": h["importance_class"],

@@ -32,72 +32,8 @@ SHORT = {"pass": "ok", "waived": "W", "fail": "FAIL", "error": "ERR", "unreachab
          "not-applicable": "-", "missing": "?"}
 NONE_LABEL = "—"
 
-# Report words not (yet) in kijun.i18n.WORDS; tr() looks here first, then in kijun.i18n.
-WORDS: dict[str, dict[str, str]] = {
-    "matrix_title": {"ja": "準拠状況マトリクス", "en": "Compliance matrix"},
-    "organisation": {"ja": "組織", "en": "Organisation"},
-    "branch": {"ja": "拠点", "en": "Branch"},
-    "unit": {"ja": "組織/拠点", "en": "Organisation/branch"},
-    "clause": {"ja": "根拠条項", "en": "Clause"},
-    "document": {"ja": "文書", "en": "Document"},
-    "section": {"ja": "節", "en": "Section"},
-    "controls": {"ja": "管理策", "en": "Controls"},
-    "hosts": {"ja": "ホスト数", "en": "Hosts"},
-    "run": {"ja": "実行", "en": "Run"},
-    "started": {"ja": "開始", "en": "Started"},
-    "finished": {"ja": "終了", "en": "Finished"},
-    "baseline": {"ja": "ベースライン", "en": "Baseline"},
-    "pass_percent": {"ja": "適合率", "en": "Pass %"},
-    "trend": {"ja": "適合率の推移", "en": "Compliance trend"},
-    "heatmap": {"ja": "ホスト×管理策", "en": "Hosts × controls"},
-    "rollup": {"ja": "根拠条項×組織/拠点", "en": "Clauses × organisation/branch"},
-    "holds": {"ja": "充足", "en": "holds"},
-    "holds-waived": {"ja": "例外で充足", "en": "holds (waived)"},
-    "gaps": {"ja": "未充足", "en": "gaps"},
-    "n/a": {"ja": "対象外", "en": "n/a"},
-    "waivers_active": {"ja": "有効な例外承認", "en": "Active waivers"},
-    "waivers_expired": {"ja": "期限切れの例外承認", "en": "Expired waivers"},
-    "justification": {"ja": "理由", "en": "Justification"},
-    "approver": {"ja": "承認者", "en": "Approver"},
-    "expires": {"ja": "有効期限", "en": "Expires"},
-    "ticket": {"ja": "チケット", "en": "Ticket"},
-    "filters": {"ja": "絞り込み", "en": "Filters"},
-    "none": {"ja": "なし", "en": "none"},
-    "incomplete": {"ja": "未完了の実行(一部のホストのみ)", "en": "incomplete run (some hosts only)"},
-    "legend": {"ja": "凡例", "en": "Legend"},
-    "generated": {"ja": "作成", "en": "Generated"},
-    "signed_by": {"ja": "署名鍵", "en": "Signed by key"},
-    "chain": {"ja": "チェーン番号", "en": "Chain sequence"},
-    "cells": {"ja": "判定数", "en": "Cells"},
-    "applicable": {"ja": "対象", "en": "Applicable"},
-    "rank": {"ja": "順位", "en": "Rank"},
-    "score": {"ja": "優先度", "en": "Score"},
-    "gap": {"ja": "不備", "en": "Gap"},
-    "expired-waiver": {"ja": "期限切れ例外", "en": "expired waiver"},
-    "missing": {"ja": "結果なし", "en": "missing"},
-    "state": {"ja": "状態", "en": "State"},
-    "deadline": {"ja": "期限", "en": "Deadline"},
-    "overdue": {"ja": "期限超過", "en": "overdue"},
-    "confirmed_by": {"ja": "確認者", "en": "Confirmed by"},
-    "updated": {"ja": "更新", "en": "Updated"},
-    "applied-and-verified": {"ja": "適用・確認済", "en": "applied-and-verified"},
-    "pending": {"ja": "未完了", "en": "pending"},
-    "failed": {"ja": "失敗", "en": "failed"},
-    "yes": {"ja": "はい", "en": "yes"},
-    "no": {"ja": "いいえ", "en": "no"},
-    "detail": {"ja": "詳細", "en": "Detail"},
-    "baseline_mismatch": {"ja": "注意: 読み込んだベースラインは実行時のものと異なります",
-                          "en": "note: the baseline loaded differs from the one the run used"},
-    "pass_definition": {"ja": "適合率 = 適合 ÷ (全判定 − 対象外)。例外承認・不適合・エラー・到達不能は適合に含めない。",
-                        "en": "Pass % = pass ÷ (cells − not-applicable). Waived, fail, error and unreachable count against it."},
-}
-
-
 def tr(word: str, lang: str) -> str:
-    entry = WORDS.get(word)
-    if entry:
-        return entry.get(lang, entry["en"])
-    return i18n.t(word, lang)
+    return i18n.t(word, lang)  # the one catalogue (kijun/locale)
 
 
 def status_label(status: str, lang: str) -> str:

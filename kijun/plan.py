@@ -12,6 +12,7 @@ import jsonschema
 from kijun.baseline import InputError, _schema_reason, json_path, substitute
 from kijun.controls import REGISTRY
 from kijun.model import Baseline, Control, HostTarget
+from kijun.msg import Msg
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def plan_host(baseline: Baseline, target: HostTarget) -> list[PlannedControl]:
     planned = []
     for control in baseline.controls:
         if not control.applies_to(target.importance_class):
-            reason = f"class {target.importance_class}; control applies to {','.join(control.classes)}"
+            reason = Msg("class {cls}; control applies to {classes}", cls=target.importance_class,
+                         classes=",".join(control.classes))
             planned.append(PlannedControl(control, False, reason, ()))
             continue
         try:

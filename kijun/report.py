@@ -26,6 +26,7 @@ import jsonschema
 
 from kijun.baseline import InputError, json_path
 from kijun.model import STATUSES
+from kijun.msg import Msg, encode
 
 FORMAT_VERSION = 1
 KINDS = ("check", "apply", "dry-run", "rollback", "inspect", "advisory")
@@ -102,10 +103,26 @@ def _inventory_ref(inventory: Any) -> dict[str, str] | None:
     return {"path": str(inv.get("path", "")), "digest": _digest_field(str(inv.get("digest", "")))}
 
 
+MESSAGE_FIELDS = ("observed", "expected", "reason")
+
+
+def _add_messages(result: dict[str, Any]) -> None:
+    """Message ids and arguments of a result's findings, so a stored report renders in Japanese later."""
+    found = {f: encode(result[f]) for f in MESSAGE_FIELDS if isinstance(result.get(f), Msg)}
+    if found:
+        result["messages"] = found
+
+
 def host_dict(host: Any) -> dict[str, Any]:
     """A HostResult (or its dict) as a scrubbed, JSON-only dict."""
     h = copy.deepcopy(_plain(host))
     h["groups"] = list(h.get("groups") or [])
+    for r in h.get("results") or []:
+        if isinstance(r, dict):
+            _add_messages(r)
+            for item in r.get("items") or []:
+                if isinstance(item, dict):
+                    _add_messages(item)
     return scrub_host(h)
 
 

@@ -17,6 +17,7 @@ from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.package import Package
 from kijun.facts import installed_packages
 from kijun.probe import HOST_FACT_PROBES
+from kijun.msg import Msg, join
 
 SIG_EXT = (".cvd", ".cld", ".cud")
 
@@ -45,7 +46,8 @@ def parse_sigs(text: str) -> tuple[int, list[tuple[int, str]], list[str]]:
             if line[4:].strip() == "0" and built is not None and "Verification FAILED" not in info.get("_text", ""):
                 good.append((built, path))
             else:
-                bad.append(f"{path.rsplit('/', 1)[-1]}: sigtool rejected it" + (f" ({info['_err']})" if info.get("_err") else ""))
+                bad.append(Msg("{file}: sigtool rejected it ({error})", file=path.rsplit("/", 1)[-1], error=info["_err"])
+                           if info.get("_err") else Msg("{file}: sigtool rejected it", file=path.rsplit("/", 1)[-1]))
             path = None
         elif path:
             k, sep, v = line.partition(": ")
@@ -75,29 +77,30 @@ class Antivirus(ControlType):
 
     def evaluate(self, p, out):
         n = p["max_signature_age_days"]
-        expected = f"installed: {', '.join(p['packages'])}; signatures in {p['signature_dir']} <= {n} days old"
+        expected = Msg("installed: {names}; signatures in {dir} <= {n} days old", names=p["packages"],
+                       dir=p["signature_dir"], n=n)
         missing = [x for x in p["packages"] if x not in installed_packages(out)]
         try:
             now, sigs, rejected = parse_sigs(out[f"sigtool.{p['signature_dir']}"].stdout)
         except (ValueError, IndexError) as exc:
-            return error(f"cannot read signature files: {exc!r}")
-        seen = [f"missing: {', '.join(missing)}" if missing else "packages installed"]
+            return error(Msg("cannot read signature files: {exc}", exc=repr(exc)))
+        seen = [Msg("missing: {names}", names=missing) if missing else Msg("packages installed")]
         ev = parsers.evidence([l for l in out[f"sigtool.{p['signature_dir']}"].stdout.splitlines()[1:]
                                if l.startswith(("@file", "Build time", "Version", "Verification", "ERROR", "LibClamAV Error"))],
                               f"sigtool --info {p['signature_dir']}/*")
         if not sigs:
-            seen.append(f"no signature database sigtool accepts in {p['signature_dir']}" +
-                        (f" ({'; '.join(rejected)})" if rejected else ""))
-            return Verdict("fail", "; ".join(seen), expected, seen[-1], ev)
+            none = Msg("no signature database sigtool accepts in {dir}", dir=p["signature_dir"])
+            seen.append(Msg("{none} ({rejected})", none=none, rejected=join("; ", rejected)) if rejected else none)
+            return Verdict("fail", join("; ", seen), expected, seen[-1], ev)
         built, path = max(sigs)
         age = (now - built) / 86400
-        seen.append(f"newest signature database {path.rsplit('/', 1)[-1]} built {age:.1f} days ago")
+        seen.append(Msg("newest signature database {file} built {age:.1f} days ago", file=path.rsplit("/", 1)[-1], age=age))
         future = age < -1  # a build time a day ahead of the host's clock: the clock or the file lies
         ok = not missing and -1 <= age <= n
-        why = [] if ok else ([f"missing: {', '.join(missing)}"] if missing else []) + \
-            ([f"signatures built {age:.1f} days ago (limit {n})"] if age > n else []) + \
-            ([f"build time {-age:.1f} days ahead of the host clock"] if future else [])
-        return Verdict("pass" if ok else "fail", "; ".join(seen), expected, "; ".join(why), ev)
+        why = [] if ok else ([Msg("missing: {names}", names=missing)] if missing else []) + \
+            ([Msg("signatures built {age:.1f} days ago (limit {n})", age=age, n=n)] if age > n else []) + \
+            ([Msg("build time {days:.1f} days ahead of the host clock", days=-age)] if future else [])
+        return Verdict("pass" if ok else "fail", join("; ", seen), expected, join("; ", why), ev)
 
     def operations(self, p, out):
         ops = Package().operations({"state": "present", "names": p["packages"]}, out) \

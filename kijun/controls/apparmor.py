@@ -13,6 +13,7 @@ import re
 from kijun import parsers
 from kijun.controls.base import ControlType, OpCall, Verdict, not_applicable, register
 from kijun.facts import container_reason, container_signs
+from kijun.msg import Msg
 from kijun.probe import HOST_FACT_PROBES
 
 STATE_CMD = ("if command -v aa-enabled >/dev/null; then echo \"aa-enabled: $(aa-enabled 2>&1)\"; "
@@ -41,15 +42,19 @@ class AppArmor(ControlType):
     def evaluate(self, p, out):
         answer, enforced = state(out["apparmor.state"].stdout)
         ev = parsers.evidence(out["apparmor.state"].stdout.splitlines(), "aa-enabled; aa-status")
-        expected = f"AppArmor enabled in the kernel with at least {p.get('min_enforced', 1)} profile(s) in enforce mode"
+        expected = Msg("AppArmor enabled in the kernel with at least {n} profile(s) in enforce mode",
+                       n=p.get("min_enforced", 1))
         if container_signs(out):
-            return not_applicable(container_reason(out, f"AppArmor is the host kernel's (aa-enabled: {answer or '?'})"), ev)
-        observed = f"aa-enabled: {answer or '?'}; {enforced} profile(s) in enforce mode"
+            return not_applicable(container_reason(out, Msg("AppArmor is the host kernel's (aa-enabled: {answer})",
+                                                            answer=answer or "?")), ev)
+        observed = Msg("aa-enabled: {answer}; {n} profile(s) in enforce mode", answer=answer or "?", n=enforced)
         if answer != "Yes":
-            return Verdict("fail", observed, expected, f"AppArmor is not enabled ({answer or 'no answer'})", ev)
+            return Verdict("fail", observed, expected, Msg("AppArmor is not enabled ({answer})",
+                                                           answer=answer or Msg("no answer")), ev)
         if enforced < p.get("min_enforced", 1):
-            return Verdict("fail", observed, expected, "no AppArmor profile is in enforce mode" if not enforced else
-                           f"only {enforced} AppArmor profile(s) in enforce mode (want {p['min_enforced']})", ev)
+            return Verdict("fail", observed, expected, Msg("no AppArmor profile is in enforce mode") if not enforced else
+                           Msg("only {n} AppArmor profile(s) in enforce mode (want {want})", n=enforced,
+                               want=p["min_enforced"]), ev)
         return Verdict("pass", observed, expected, "", ev)
 
     def operations(self, p, out):

@@ -20,6 +20,7 @@ from kijun.controls.package import Package
 from kijun.controls.setting import file_probe
 from kijun.facts import container_reason, container_signs, installed_packages
 from kijun.probe import HOST_FACT_PROBES
+from kijun.msg import Joined, Msg, join
 
 DEFAULT_RULES = "/etc/audit/rules.d/kijun.rules"
 FINALIZE = "/etc/audit/rules.d/99-kijun-finalize.rules"  # augenrules sorts by name; -e 2 goes last
@@ -110,50 +111,56 @@ class AuditWatch(ControlType):
         text = (st.stdout + "\n" + lst.stdout).strip()
         if container_signs(out):
             # The audit subsystem is not namespaced: the host's auditd records for its containers.
-            seen = text.splitlines()[0] if text else "no answer"
-            return "unobservable", container_reason(out, f"audit rules are the host kernel's (auditctl: {seen})"), [text]
+            seen = text.splitlines()[0] if text else Msg("no answer")
+            return "unobservable", container_reason(out, Msg("audit rules are the host kernel's (auditctl: {seen})",
+                                                             seen=seen)), [text]
         if st.rc != 0 or lst.rc != 0:
             if any(u in text for u in UNREACHABLE):
-                seen = text.splitlines()[0] if text else "no answer"
-                return "unobservable", f"the audit interface cannot be reached ({seen}): loaded rules cannot be observed", [text]
-            return "fail", f"auditctl failed: {text[:200]}", [text]
+                seen = text.splitlines()[0] if text else Msg("no answer")
+                return "unobservable", Msg("the audit interface cannot be reached ({seen}): loaded rules cannot be observed",
+                                           seen=seen), [text]
+            return "fail", Msg("auditctl failed: {output}", output=text[:200]), [text]
         status = audit_status(st.stdout)
         ev = [f"auditctl -s: enabled {status.get('enabled', '?')} pid {status.get('pid', '?')}"]
         if status.get("pid", "0") == "0":
-            return "fail", "auditd is not running (auditctl -s: pid 0): nothing records the events", ev
+            return "fail", Msg("auditd is not running (auditctl -s: pid 0): nothing records the events"), ev
         have = watches(lst.stdout)
         ev += [l for l in lst.stdout.splitlines() if p["key"] in l]
         missing = [x for x, w in zip(p["paths"], self._want(p)) if (w, p["key"]) not in have]
-        problems = [f"not loaded: {', '.join(missing)}"] if missing else []
+        problems = [Msg("not loaded: {paths}", paths=missing)] if missing else []
         if p.get("immutable") and status.get("enabled") != "2":
-            problems.append(f"loaded rules are not immutable (enabled {status.get('enabled', '?')}, want 2)")
+            problems.append(Msg("loaded rules are not immutable (enabled {enabled}, want 2)",
+                                enabled=status.get("enabled", "?")))
         if missing and status.get("enabled") == "2":
-            problems.append("rules are immutable until reboot: the missing watches load at the next boot")
-        return ("fail" if problems else "ok"), "; ".join(problems), ev
+            problems.append(Msg("rules are immutable until reboot: the missing watches load at the next boot"))
+        return ("fail" if problems else "ok"), join("; ", problems), ev
 
     def evaluate(self, p, out):
-        expected = (f"auditd installed; watches {', '.join(p['paths'])} (-p wa -k {p['key']}) in rules.d and loaded"
-                    + ("; immutable (-e 2)" if p.get("immutable") else ""))
+        expected = Msg("auditd installed; watches {paths} (-p wa -k {key}) in rules.d and loaded", paths=p["paths"],
+                       key=p["key"])
+        if p.get("immutable"):
+            expected = join("; ", [expected, Msg("immutable (-e 2)")])
         installed = "auditd" in installed_packages(out)
         missing = self._missing(p, out)
         rules = parsers.grep_dump(out["audit.rules.d"].stdout)
         flag, flag_line = enable_flag(rules)
-        disk = [] if installed else ["auditd not installed"]
+        disk = [] if installed else [Msg("auditd not installed")]
         if missing:
-            disk.append(f"not in /etc/audit/rules.d: {', '.join(missing)}")
+            disk.append(Msg("not in /etc/audit/rules.d: {paths}", paths=missing))
         if p.get("immutable") and flag != "2":
-            disk.append(f"no -e 2 in /etc/audit/rules.d (last -e: {flag or 'none'})")
+            disk.append(Msg("no -e 2 in /etc/audit/rules.d (last -e: {flag})", flag=flag or Msg("none")))
         deciding = [l for lines in rules.values() for l in lines if p["key"] in l.text] + ([flag_line] if flag_line else [])
         loaded, why, loaded_ev = self._loaded(p, out) if installed else ("fail", "", [])
         ev = parsers.evidence(deciding + loaded_ev, "grep /etc/audit/rules.d; auditctl -s; auditctl -l")
-        disk_words = "; ".join(disk) if disk else f"{len(p['paths'])} watch(es) in rules.d"
+        disk_words = join("; ", disk) if disk else Msg("{n} watch(es) in rules.d", n=len(p["paths"]))
         if disk:
-            return Verdict("fail", disk_words, expected, "; ".join(disk + ([why] if why and loaded == "fail" else [])), ev)
+            return Verdict("fail", disk_words, expected, join("; ", disk + ([why] if why and loaded == "fail" else [])), ev)
         if loaded == "unobservable":
-            return Verdict("not-applicable", disk_words + "; loaded rules not observable", expected, why, ev)
+            return Verdict("not-applicable", join("; ", [disk_words, Msg("loaded rules not observable")]), expected, why, ev)
         if loaded == "fail":
-            return Verdict("fail", disk_words + "; " + why, expected, why, ev)
-        return Verdict("pass", disk_words + "; loaded" + (", immutable" if p.get("immutable") else ""), expected, "", ev)
+            return Verdict("fail", Joined("; ", [disk_words, why]), expected, why, ev)
+        return Verdict("pass", join("; ", [disk_words, Msg("loaded, immutable") if p.get("immutable") else Msg("loaded")]),
+                       expected, "", ev)
 
     def operations(self, p, out):
         f = quote(self._file(p))

@@ -16,6 +16,7 @@ from shlex import quote
 
 from kijun.controls import kinds
 from kijun.controls.base import ControlType, not_applicable, register, verdict
+from kijun.msg import Msg, join
 
 FULL_UID_MAP = "0 0 4294967295"
 
@@ -70,23 +71,25 @@ class AvOnAccess(ControlType):
     def evaluate(self, p, out):
         o = out["av.onaccess"]
         if o.rc == 127:
-            return not_applicable("/proc is not readable: running scanners cannot be observed")
+            return not_applicable(Msg("/proc is not readable: running scanners cannot be observed"))
         f = parse(o.stdout)
         if f["uidmap"] != FULL_UID_MAP or f["container"]:
-            return not_applicable("container or user namespace: fanotify on-access scanning needs the outer host's "
-                                  "CAP_SYS_ADMIN; judge the host itself (コンテナ内では判定不能)")
+            return not_applicable(Msg("container or user namespace: fanotify on-access scanning needs the outer host's "
+                                      "CAP_SYS_ADMIN; judge the host itself (コンテナ内では判定不能)"))
         problems = []
         if not f["watch"]:
-            problems.append(f"no OnAccessIncludePath/OnAccessMountPath in {p['config']}")
+            problems.append(Msg("no OnAccessIncludePath/OnAccessMountPath in {config}", config=p["config"]))
         if not f["clamd"]:
-            problems.append("clamd not running")
+            problems.append(Msg("clamd not running"))
         if not f["groups"]:
-            problems.append("no clamonacc holding a fanotify group")
+            problems.append(Msg("no clamonacc holding a fanotify group"))
         elif not f["marks"]:
-            problems.append("clamonacc watches nothing (fanotify group without marks)")
-        observed = "; ".join(problems) if problems else (
-            f"clamd running; clamonacc watching ({f['marks']} fanotify marks); on access: {', '.join(f['watch'][:5])}")
-        return verdict(not problems, observed, "clamd and clamonacc running, clamonacc's fanotify marks in place, paths configured")
+            problems.append(Msg("clamonacc watches nothing (fanotify group without marks)"))
+        observed = join("; ", problems) if problems else Msg(
+            "clamd running; clamonacc watching ({marks} fanotify marks); on access: {paths}", marks=f["marks"],
+            paths=f["watch"][:5])
+        return verdict(not problems, observed,
+                       Msg("clamd and clamonacc running, clamonacc's fanotify marks in place, paths configured"))
 
     def operations(self, p, out):
         return []  # observe-only: on-access scanning can block every file open; paths are chosen per system

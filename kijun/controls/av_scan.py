@@ -16,6 +16,7 @@ from kijun import parsers
 from kijun.controls.base import ControlType, OpCall, Verdict, register
 from kijun.controls.service import has_systemd, show_probe, unit_props
 from kijun.probe import HOST_FACT_PROBES
+from kijun.msg import Msg, join
 
 LOG = "/var/log/clamav/kijun-clamscan.log"
 def schedule_cmd(pattern: str) -> str:
@@ -108,25 +109,27 @@ class AvScan(ControlType):
 
     def evaluate(self, p, out):
         n = p["max_age_days"]
-        expected = f"a virus scan scheduled (cron with cron running, or an active timer) and finished within {n} day(s)"
+        expected = Msg("a virus scan scheduled (cron with cron running, or an active timer) and finished within {n} day(s)",
+                       n=n)
         s = self._state(p, out)
         ev = parsers.evidence(out["avscan.schedule"].stdout.splitlines() + [s["line"] or "no clamscan summary in /var/log/clamav"],
                               "grep -l clamscan /etc/cron*; grep 'End Date:' /var/log/clamav/*.log")
         scheduled = s["timers"] + (s["cron"] if s["cron_active"] else [])
         problems = []
         if not scheduled and not (s["cron"] and not s["systemd"]):
-            problems.append("no scan scheduled" + (f" (cron jobs {', '.join(s['cron'])} but cron is not running)" if s["cron"] else ""))
+            problems.append(Msg("no scan scheduled (cron jobs {jobs} but cron is not running)", jobs=s["cron"])
+                            if s["cron"] else Msg("no scan scheduled"))
         if s["age"] is None:
-            problems.append("no finished scan recorded in /var/log/clamav")
+            problems.append(Msg("no finished scan recorded in /var/log/clamav"))
         elif s["age"] > n:
-            problems.append(f"last scan finished {s['age']:.1f} days ago (limit {n})")
-        observed = (f"scheduled by {', '.join(scheduled or s['cron']) or 'nothing'}; "
-                    + (f"last scan {s['age']:.1f} days ago" if s["age"] is not None else "no scan recorded"))
+            problems.append(Msg("last scan finished {age:.1f} days ago (limit {n})", age=s["age"], n=n))
+        last = Msg("last scan {age:.1f} days ago", age=s["age"]) if s["age"] is not None else Msg("no scan recorded")
+        observed = Msg("scheduled by {where}; {last}", where=scheduled or s["cron"] or Msg("nothing"), last=last)
         if problems:
-            return Verdict("fail", observed, expected, "; ".join(problems), ev)
+            return Verdict("fail", observed, expected, join("; ", problems), ev)
         if not scheduled:
             return Verdict("not-applicable", observed, expected,
-                           f"systemd is not PID 1: whether cron runs {', '.join(s['cron'])} cannot be observed", ev)
+                           Msg("systemd is not PID 1: whether cron runs {jobs} cannot be observed", jobs=s["cron"]), ev)
         return Verdict("pass", observed, expected, "", ev)
 
     def operations(self, p, out):

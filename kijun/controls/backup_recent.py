@@ -13,6 +13,7 @@ import shlex
 
 from kijun.controls.base import ControlType, error, not_applicable, register, verdict
 from kijun.probe import HOST_FACT_PROBES
+from kijun.msg import Msg, join
 
 PATH = r"^/[A-Za-z0-9._/@+-]+$"
 TIMER = r"^[A-Za-z0-9@._-]+\.timer$"
@@ -50,29 +51,30 @@ class BackupRecent(ControlType):
     def evaluate(self, p, out):
         days = p["max_age_days"]
         where = p.get("cron_file") or p.get("timer")
-        expected = f"scheduled by {where}; {p['stamp']} younger than {days} day(s)"
+        expected = Msg("scheduled by {where}; {stamp} younger than {days} day(s)", where=where, stamp=p["stamp"], days=days)
         problems = []
         if p.get("cron_file"):
             o = out[f"cron.jobs.{p['cron_file']}"]
             if o.rc != 0 or not o.stdout.strip():
-                problems.append(f"no job in {p['cron_file']}")
+                problems.append(Msg("no job in {file}", file=p["cron_file"]))
         if p.get("timer"):
             if out["fact.systemd"].stdout.strip() != "yes":
-                return not_applicable(f"systemd is not PID 1: timer {p['timer']} cannot be observed")
+                return not_applicable(Msg("systemd is not PID 1: timer {timer} cannot be observed", timer=p["timer"]))
             words = (out[f"systemctl.{p['timer']}"].stdout.split() + ["", ""])[:2]
             if words[0] != "enabled" or words[1] != "active":
-                problems.append(f"timer {p['timer']} {words[0] or 'unknown'}/{words[1] or 'unknown'}")
+                problems.append(Msg("timer {timer} {enabled}/{active}", timer=p["timer"], enabled=words[0] or Msg("unknown"),
+                                    active=words[1] or Msg("unknown")))
         clock, stamp = out["clock.epoch"], out[f"stat.mtime.{p['stamp']}"]
         if clock.rc != 0 or not clock.stdout.strip().isdigit():
-            return error("cannot read the host clock")
+            return error(Msg("cannot read the host clock"))
         if stamp.rc != 0 or not stamp.stdout.strip().isdigit():
-            problems.append(f"no successful backup recorded ({p['stamp']} missing)")
+            problems.append(Msg("no successful backup recorded ({stamp} missing)", stamp=p["stamp"]))
         else:
             age = (int(clock.stdout) - int(stamp.stdout)) / 86400
             if age > days:
-                problems.append(f"last successful backup {age:.1f} days ago")
-            observed_age = f"last successful backup {max(age, 0):.1f} days ago"
-        observed = "; ".join(problems) if problems else f"scheduled by {where}; {observed_age}"
+                problems.append(Msg("last successful backup {age:.1f} days ago", age=age))
+            observed_age = Msg("last successful backup {age:.1f} days ago", age=max(age, 0))
+        observed = join("; ", problems) if problems else Msg("scheduled by {where}; {age}", where=where, age=observed_age)
         return verdict(not problems, observed, expected)
 
     def operations(self, p, out):

@@ -17,6 +17,7 @@ from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.package import Package
 from kijun.controls.service import Service, unit_props
 from kijun.controls.setting import file_probe
+from kijun.msg import Msg, join
 
 TABLE = "kijun_egress"
 DROPIN = "/etc/nftables.d/kijun-egress.nft"
@@ -50,7 +51,10 @@ def behaviour(p, out) -> tuple[list[str], list[str]]:
             got = out[key].stdout.strip()
             ev.append(f"connect {d['address']}:{d['port']}: {got or '?'} (want {want})")
             if got != want:
-                problems.append(f"connection to {d['address']}:{d['port']} {'succeeded (must be blocked)' if want == 'closed' else 'failed (must be allowed)'}")
+                problems.append(Msg("connection to {address}:{port} succeeded (must be blocked)", address=d["address"],
+                                    port=d["port"]) if want == "closed" else
+                                Msg("connection to {address}:{port} failed (must be allowed)", address=d["address"],
+                                    port=d["port"]))
     return problems, ev
 
 
@@ -155,39 +159,40 @@ def judge_table(doc: dict, p) -> list[str]:
     items = doc["nftables"]
     chains = [i["chain"] for i in items if "chain" in i and i["chain"].get("name") == "output"]
     if not chains:
-        return ["no output chain"]
+        return [Msg("no output chain")]
     c = chains[0]
     problems = []
     if (c.get("type"), c.get("hook"), c.get("prio"), c.get("policy")) != ("filter", "output", 0, "drop"):
-        problems.append(f"output chain is {c.get('type')}/{c.get('hook')}/prio {c.get('prio')}/policy {c.get('policy')}")
+        problems.append(Msg("output chain is {type}/{hook}/prio {prio}/policy {policy}", type=str(c.get("type")),
+                            hook=str(c.get("hook")), prio=str(c.get("prio")), policy=str(c.get("policy"))))
     got = [classify(i["rule"].get("expr", [])) for i in items if "rule" in i and i["rule"].get("chain") == "output"]
     if None in got:
-        problems.append(f"{got.count(None)} rule(s) kijun did not write")
+        problems.append(Msg("{n} rule(s) kijun did not write", n=got.count(None)))
     allows = {g[1:] for g in got if g and g[0] == "allow"}
     want = expected_rules(p)
     if not {("lo",), ("ct",), ("nd",)} <= set(got):
-        problems.append("loopback/established/neighbour-discovery accept missing")
+        problems.append(Msg("loopback/established/neighbour-discovery accept missing"))
     if allows - want:
-        problems.append("extra: " + ", ".join(_rule_text(r) for r in sorted(allows - want, key=str)))
+        problems.append(Msg("extra: {rules}", rules=[_rule_text(r) for r in sorted(allows - want, key=str)]))
     if want - allows:
-        problems.append("missing: " + ", ".join(_rule_text(r) for r in sorted(want - allows, key=str)))
+        problems.append(Msg("missing: {names}", names=[_rule_text(r) for r in sorted(want - allows, key=str)]))
     return problems
 
 
 def _boot_state(p, out) -> tuple[list[str], str]:
     problems = []
     if out[f"file.{DROPIN}"].rc != 0 or out[f"file.{DROPIN}"].stdout.rstrip("\n") != render(p).rstrip("\n"):
-        problems.append(f"{DROPIN} missing or differs")
+        problems.append(Msg("{path} missing or differs", path=DROPIN))
     main = out[f"file.{MAIN}"]
     if main.rc != 0 or not any(l.strip() in (INCLUDE, 'include "/etc/nftables.d/*.nft"') for l in main.stdout.splitlines()):
-        problems.append(f"{MAIN} does not include it")
-    note = ""
+        problems.append(Msg("{path} does not include it", path=MAIN))
+    note = Msg("table loaded as expected, persisted")
     if out["fact.systemd"].stdout.strip() == "yes":
         enabled = unit_props(out, "nftables").get("UnitFileState", "")
         if enabled != "enabled":
-            problems.append(f"nftables.service {enabled or 'unknown'} (not loaded at boot)")
+            problems.append(Msg("nftables.service {state} (not loaded at boot)", state=enabled or Msg("unknown")))
     else:
-        note = " (no systemd: boot loading not judged)"
+        note = Msg("table loaded as expected, persisted (no systemd: boot loading not judged)")
     return problems, note
 
 
@@ -222,35 +227,35 @@ class EgressFirewall(ControlType):
         return probes
 
     def evaluate(self, p, out):
-        expected = f"output policy drop, {len(expected_rules(p))} allow rule(s), persisted" + \
-                   (", no default route" if p["no_default_route"] else "")
+        expected = Msg("output policy drop, {n} allow rule(s), persisted, no default route", n=len(expected_rules(p))) \
+            if p["no_default_route"] else Msg("output policy drop, {n} allow rule(s), persisted", n=len(expected_rules(p)))
         nft = out["nft.kijun_egress"]
         if nft.rc == 127 and "NO_NFT" in nft.stdout:
-            return Verdict("fail", "nftables not installed", expected)
+            return Verdict("fail", Msg("nftables not installed"), expected)
         if nft.rc != 0:
             if "No such file or directory" in nft.stdout:
                 seen, ev = behaviour(p, out)  # what the host can reach without kijun's table
-                problems = [f"table inet {TABLE} not loaded"] + seen
-                return Verdict("fail", "; ".join(problems), expected, "; ".join(problems),
+                problems = [Msg("table inet {table} not loaded", table=TABLE)] + seen
+                return Verdict("fail", join("; ", problems), expected, join("; ", problems),
                                parsers.evidence(ev) if ev else "")
-            return error(f"nft list failed: {nft.stdout.strip()[:200]}")
+            return error(Msg("nft list failed: {output}", output=nft.stdout.strip()[:200]))
         try:
             problems = judge_table(json.loads(nft.stdout), p)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            return error(f"cannot parse nft -j output: {exc!r}")
+            return error(Msg("cannot parse nft -j output: {exc}", exc=repr(exc)))
         boot, note = _boot_state(p, out)
         problems += boot
         if p["no_default_route"]:
             route = out["ip.route4.default"]
             if route.rc != 0:
-                return error(f"ip route failed: {route.stdout.strip()[:200]}")
+                return error(Msg("ip route failed: {output}", output=route.stdout.strip()[:200]))
             if route.stdout.strip():
-                problems.append(f"default route present ({route.stdout.strip().splitlines()[0]})")
+                problems.append(Msg("default route present ({route})", route=route.stdout.strip().splitlines()[0]))
         seen, ev = behaviour(p, out)
         problems += seen
-        return Verdict("fail" if problems else "pass", "; ".join(problems) if problems else
-                       f"table loaded as expected, persisted{note}" + ("; probes as expected" if ev else ""),
-                       expected, "; ".join(problems), parsers.evidence(ev) if ev else "")
+        return Verdict("fail" if problems else "pass", join("; ", problems) if problems else
+                       join("; ", [note, Msg("probes as expected") if ev else ""]),
+                       expected, join("; ", problems), parsers.evidence(ev) if ev else "")
 
     def operations(self, p, out):
         ops = []

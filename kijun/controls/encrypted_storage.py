@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 
 from kijun.controls.base import ControlType, error, register, verdict
+from kijun.msg import Msg, join
 
 MOUNT = r"^/[A-Za-z0-9._/@+-]*$"
 SWAP_CMD = ("[ -r /proc/swaps ] || { echo 'no /proc/swaps'; exit 0; }; swapon --show=NAME,TYPE --noheadings --raw 2>/dev/null | while read -r n t; do "
@@ -50,28 +51,32 @@ class EncryptedStorage(ControlType):
         return probes
 
     def evaluate(self, p, out):
-        expected = "dm-crypt under " + ", ".join(p.get("mounts", []) + (["every swap device"] if p.get("swap") else []))
+        swap = [Msg("every swap device")] if p.get("swap") else []
+        expected = Msg("dm-crypt under {places}", places=[*p.get("mounts", []), *swap])
         problems, ok = [], []
         for m in p.get("mounts", []):
             o = out[f"crypt.mount.{m}"]
             text = o.stdout.strip()
             if text == "not a mount point":
-                problems.append(f"{m} is not a mount point (the data is on its parent filesystem)")
+                problems.append(Msg("{mount} is not a mount point (the data is on its parent filesystem)", mount=m))
                 continue
             dev, layers = _layers(text)
             if not layers:
-                return error(f"cannot see the block devices under {m} ({dev or 'no device'})")
-            (ok if "crypt" in layers else problems).append(f"{m} on {dev} ({'/'.join(layers)})")
+                return error(Msg("cannot see the block devices under {mount} ({device})", mount=m,
+                                 device=dev or Msg("no device")))
+            (ok if "crypt" in layers else problems).append(Msg("{mount} on {device} ({layers})", mount=m, device=dev,
+                                                               layers="/".join(layers)))
         if p.get("swap"):
             if out["crypt.swap"].stdout.strip() == "no /proc/swaps":
-                return error("cannot read /proc/swaps: active swap devices cannot be observed")
+                return error(Msg("cannot read /proc/swaps: active swap devices cannot be observed"))
             for line in out["crypt.swap"].stdout.splitlines():
                 dev, layers = _layers(line)
                 if dev:
-                    (ok if "crypt" in layers else problems).append(f"swap {dev} ({'/'.join(layers) or 'unknown'})")
+                    (ok if "crypt" in layers else problems).append(
+                        Msg("swap {device} ({layers})", device=dev, layers="/".join(layers) or Msg("unknown")))
         if problems:
-            return verdict(False, "not encrypted: " + "; ".join(problems), expected)
-        return verdict(True, "; ".join(ok) if ok else "no swap active, no volume listed", expected)
+            return verdict(False, Msg("not encrypted: {problems}", problems=join("; ", problems)), expected)
+        return verdict(True, join("; ", ok) if ok else Msg("no swap active, no volume listed"), expected)
 
     def operations(self, p, out):
         return []  # observe-only: encrypting a volume means re-creating it

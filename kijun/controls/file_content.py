@@ -6,6 +6,7 @@ from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, Verdict, register, verdict
 from kijun.controls.file_mode import parse_stat, stat_probe
 from kijun.controls.setting import file_probe
+from kijun.msg import Msg
 
 
 def same_text(a: str, b: str) -> bool:
@@ -31,13 +32,14 @@ class FileContent(ControlType):
     def evaluate(self, p, out):
         o = out[f"file.{p['path']}"]
         mode = p.get("mode", "0644")
-        expected = f"{p['path']} with kijun content, mode {mode}, root:root"
+        expected = Msg("{path} with kijun content, mode {mode}, root:root", path=p["path"], mode=mode)
         if o.rc != 0:
-            return Verdict("fail", f"{p['path']} missing", expected)
+            return Verdict("fail", Msg("{path} missing", path=p["path"]), expected)
         m, owner, group, _ = parse_stat(out[f"stat.{p['path']}"].stdout)
         ok = same_text(o.stdout, p["content"]) and m == int(mode, 8) and (owner, group) == ("root", "root")
-        what = "content as expected" if same_text(o.stdout, p["content"]) else "content differs"
-        return verdict(ok, f"{what}, mode {m:04o} {owner}:{group}", expected)
+        what = Msg("content as expected") if same_text(o.stdout, p["content"]) else Msg("content differs")
+        return verdict(ok, Msg("{what}, mode {mode} {owner}:{group}", what=what, mode=f"{m:04o}", owner=owner,
+                               group=group), expected)
 
     def operations(self, p, out):
         content = p["content"] if p["content"].endswith("\n") else p["content"] + "\n"

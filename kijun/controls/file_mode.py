@@ -14,6 +14,7 @@ from kijun.controls.base import (
     register,
     verdict,
 )
+from kijun.msg import Msg, join
 
 
 def stat_probe(path: str) -> dict[str, str]:
@@ -46,17 +47,19 @@ class FileMode(ControlType):
     def evaluate(self, p, out):
         o = out[f"stat.{p['path']}"]
         ceiling = int(p["mode"], 8)
-        expected = f"mode <= {ceiling:04o}" + "".join(f" {k}={p[k]}" for k in ("owner", "group") if k in p)
+        expected = join(" ", [Msg("mode <= {mode}", mode=f"{ceiling:04o}")] +
+                        [Msg("owner={owner}", owner=p["owner"]) if "owner" in p else "",
+                         Msg("group={group}", group=p["group"]) if "group" in p else ""])
         if o.rc != 0:
             if p.get("missing_ok"):
                 # Nothing to restrict: the measure (no looser mode) holds. Not "not-applicable", which
                 # would leave the whole control unjudged beside its other files.
-                return Verdict("pass", f"{p['path']} does not exist (allowed: nothing to restrict)", expected,
+                return Verdict("pass", Msg("{path} does not exist (allowed: nothing to restrict)", path=p["path"]), expected,
                                evidence=parsers.evidence([o.stdout], f"stat {p['path']}"))
-            return Verdict("fail", f"{p['path']} missing", expected)
+            return Verdict("fail", Msg("{path} missing", path=p["path"]), expected)
         mode, owner, group, _ = parse_stat(o.stdout)
         ok = mode & ~ceiling == 0 and p.get("owner", owner) == owner and p.get("group", group) == group
-        return verdict(ok, f"mode {mode:04o} {owner}:{group}", expected)
+        return verdict(ok, Msg("mode {mode} {owner}:{group}", mode=f"{mode:04o}", owner=owner, group=group), expected)
 
     def operations(self, p, out):
         o = out[f"stat.{p['path']}"]

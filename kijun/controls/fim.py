@@ -21,6 +21,7 @@ from kijun.controls.package import Package
 from kijun.controls.service import has_systemd, show_probe, unit_props
 from kijun.facts import installed_packages
 from kijun.probe import HOST_FACT_PROBES
+from kijun.msg import Msg, join
 
 NEW_DB = "/var/lib/aide/aide.db.new"
 LOG = "/var/log/aide/aide.log"
@@ -130,7 +131,7 @@ class Fim(ControlType):
             ev.append(f"cron.service: {'active' if cron_active else 'not active'}")
             scheduled += cron_scripts if cron_active else []
         elif cron_scripts:
-            unobservable = (f"systemd is not PID 1: whether cron runs {', '.join(cron_scripts)} cannot be observed")
+            unobservable = Msg("systemd is not PID 1: whether cron runs {jobs} cannot be observed", jobs=cron_scripts)
         ev += [f"cron script: {c}" for c in cron_scripts]
         log_run = last_log_run(out["aide.log"].stdout)
         if log_run:
@@ -150,28 +151,32 @@ class Fim(ControlType):
 
     def evaluate(self, p, out):
         max_age = p.get("max_age_days", DEFAULT_MAX_AGE_DAYS)
-        expected = (f"installed: {', '.join(p['packages'])}; database {p['database']} non-empty; check scheduled "
-                    f"(timer enabled+active or effective cron) and run within {max_age} day(s)")
+        expected = Msg("installed: {names}; database {database} non-empty; check scheduled "
+                       "(timer enabled+active or effective cron) and run within {days} day(s)", names=p["packages"],
+                       database=p["database"], days=max_age)
         s = self._state(p, out)
         ran = s["age_days"] is not None and s["age_days"] <= max_age
-        problems = ([f"missing: {', '.join(s['missing'])}"] if s["missing"] else []) + \
-                   ([] if s["db_ok"] else [f"database {p['database']} missing or empty"])
+        problems = ([Msg("missing: {names}", names=s["missing"])] if s["missing"] else []) + \
+                   ([] if s["db_ok"] else [Msg("database {database} missing or empty", database=p["database"])])
         if not s["scheduled"] and not s["unobservable"]:
-            problems.append("no check scheduled (no enabled+active timer, no effective cron script with cron running)")
+            problems.append(Msg("no check scheduled (no enabled+active timer, no effective cron script with cron running)"))
         if not ran:
-            problems.append("no AIDE check ran in the last " + f"{max_age} day(s)" +
-                            (f" (last {s['age_days']:.1f} days ago)" if s["age_days"] is not None else " (no run recorded)"))
-        seen = [f"missing: {', '.join(s['missing'])}" if s["missing"] else "installed",
-                f"database {'present' if s['db_ok'] else 'missing or empty'}",
-                f"scheduled by {', '.join(s['scheduled'])}" if s["scheduled"] else
-                (f"cron script {', '.join(s['cron_scripts'])} (cron not observable)" if s["unobservable"] else "no schedule"),
-                f"last check {s['age_days']:.1f} days ago" if s["age_days"] is not None else "no check recorded"]
+            problems.append(Msg("no AIDE check ran in the last {days} day(s) (last {age:.1f} days ago)", days=max_age,
+                                age=s["age_days"]) if s["age_days"] is not None else
+                            Msg("no AIDE check ran in the last {days} day(s) (no run recorded)", days=max_age))
+        seen = [Msg("missing: {names}", names=s["missing"]) if s["missing"] else Msg("installed"),
+                Msg("database present") if s["db_ok"] else Msg("database missing or empty"),
+                Msg("scheduled by {where}", where=s["scheduled"]) if s["scheduled"] else
+                (Msg("cron script {jobs} (cron not observable)", jobs=s["cron_scripts"]) if s["unobservable"]
+                 else Msg("no schedule")),
+                Msg("last check {age:.1f} days ago", age=s["age_days"]) if s["age_days"] is not None
+                else Msg("no check recorded")]
         ev = parsers.evidence(s["ev"] or ["no timer, cron script or AIDE log found"], "systemctl show; grep /var/log/aide")
         if problems:
-            return Verdict("fail", "; ".join(seen), expected, "; ".join(problems), ev)
+            return Verdict("fail", join("; ", seen), expected, join("; ", problems), ev)
         if s["unobservable"]:
-            return Verdict("not-applicable", "; ".join(seen), expected, s["unobservable"], ev)
-        return Verdict("pass", "; ".join(seen), expected, "", ev)
+            return Verdict("not-applicable", join("; ", seen), expected, s["unobservable"], ev)
+        return Verdict("pass", join("; ", seen), expected, "", ev)
 
     def operations(self, p, out):
         s = self._state(p, out)

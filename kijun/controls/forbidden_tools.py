@@ -14,6 +14,7 @@ import hashlib
 import shlex
 
 from kijun.controls.base import ControlType, register, verdict
+from kijun.msg import Msg
 
 TOOL = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
 BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
@@ -81,9 +82,9 @@ class ForbiddenTools(ControlType):
             o = out[key]
             found += [line.strip() for line in o.stdout.splitlines() if line.startswith("/")]
         n = len(p.get("names", [])) + len(p.get("python_packages", []))
-        expected = f"none of {n} forbidden tools on PATH, under /usr/local and /opt, or installed with pip"
-        shown = ", ".join(found[:20]) + (f" (+{len(found) - 20} more)" if len(found) > 20 else "")
-        return verdict(not found, f"found: {shown}" if found else "none found", expected)
+        expected = Msg("none of {n} forbidden tools on PATH, under /usr/local and /opt, or installed with pip", n=n)
+        shown = Msg("{names} (+{more} more)", names=found[:20], more=len(found) - 20) if len(found) > 20 else found
+        return verdict(not found, Msg("found: {names}", names=shown) if found else Msg("none found"), expected)
 
     def operations(self, p, out):
         return []  # observe-only: the administrators remove the files (or a waiver permits the tool)

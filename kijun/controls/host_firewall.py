@@ -18,6 +18,7 @@ from kijun import parsers
 from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.package import Package
 from kijun.controls.setting import file_probe
+from kijun.msg import Msg, join
 
 TABLE = "kijun_input"
 DROPIN = "/etc/nftables.d/kijun-input.nft"
@@ -176,12 +177,14 @@ def judge_ruleset(rs: dict, p) -> tuple[list[str], list[str]]:
         if not bad:
             ev += [rule_text(r) for r in rs["rules"] if (r.get("family"), r.get("table"), r.get("chain")) == (fam, table, name)]
         if bad:
-            problems.append(f"{fam} {table} {name} drops by default but {len(bad)} rule(s) accept beyond the allow list")
+            problems.append(Msg("{chain} drops by default but {n} rule(s) accept beyond the allow list",
+                                chain=f"{fam} {table} {name}", n=len(bad)))
         else:
             covered |= FAMILIES[fam]
     missing = {"ip", "ip6"} - covered
     if missing:
-        problems.append("no input chain restricts " + " and ".join("IPv4" if f == "ip" else "IPv6" for f in sorted(missing)))
+        problems.append(Msg("no input chain restricts IPv4 and IPv6") if len(missing) == 2 else
+                        Msg("no input chain restricts {family}", family="IPv4" if "ip" in missing else "IPv6"))
     return problems, ev
 
 
@@ -203,31 +206,33 @@ class HostFirewall(ControlType):
     def _persisted(self, p, out) -> list[str]:
         problems = []
         if out[f"file.{DROPIN}"].rc != 0 or out[f"file.{DROPIN}"].stdout.rstrip("\n") != render(p).rstrip("\n"):
-            problems.append(f"{DROPIN} missing or differs")
+            problems.append(Msg("{path} missing or differs", path=DROPIN))
         main = out[f"file.{MAIN}"]
         if main.rc != 0 or not any(l.strip() in (INCLUDE, 'include "/etc/nftables.d/*.nft"') for l in main.stdout.splitlines()):
-            problems.append(f"{MAIN} does not include {DROPIN} (not loaded at boot)")
+            problems.append(Msg("{main} does not include {dropin} (not loaded at boot)", main=MAIN, dropin=DROPIN))
         return problems
 
     def evaluate(self, p, out):
         allow = allowed_ports(p)
-        expected = ("loaded input chain with policy drop for IPv4 and IPv6, accepting only loopback, replies, ICMP, "
-                    f"tcp {sorted(allow['tcp'])} udp {sorted(allow['udp'])}; persisted in {DROPIN}")
+        expected = Msg("loaded input chain with policy drop for IPv4 and IPv6, accepting only loopback, replies, ICMP, "
+                       "tcp {tcp} udp {udp}; persisted in {dropin}", tcp=str(sorted(allow["tcp"])),
+                       udp=str(sorted(allow["udp"])), dropin=DROPIN)
         nft = out["nft.ruleset"]
         if nft.rc == 127 and "NO_NFT" in nft.stdout:
-            return Verdict("fail", "nftables not installed", expected, "nft is missing: no ruleset can be loaded",
+            return Verdict("fail", Msg("nftables not installed"), expected, Msg("nft is missing: no ruleset can be loaded"),
                            parsers.evidence(["NO_NFT"], "command -v nft"))
         if nft.rc != 0:
-            return error(f"nft list ruleset failed: {nft.stdout.strip()[:200]}")
+            return error(Msg("nft list ruleset failed: {output}", output=nft.stdout.strip()[:200]))
         try:
             rs = parsers.nft_ruleset(nft.stdout)
             problems, ev = judge_ruleset(rs, p)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            return error(f"cannot parse nft -j output: {exc!r}")
+            return error(Msg("cannot parse nft -j output: {exc}", exc=repr(exc)))
         problems += self._persisted(p, out)
         evidence = parsers.evidence(ev or [f"{len(rs['chains'])} chain(s), none on the input hook"], "nft -j list ruleset")
-        observed = "; ".join(problems) if problems else "loaded ruleset drops inbound traffic outside the allow list; persisted"
-        return Verdict("fail" if problems else "pass", observed, expected, "; ".join(problems), evidence)
+        observed = join("; ", problems) if problems else \
+            Msg("loaded ruleset drops inbound traffic outside the allow list; persisted")
+        return Verdict("fail" if problems else "pass", observed, expected, join("; ", problems), evidence)
 
     def operations(self, p, out):
         ops = []

@@ -16,6 +16,7 @@ from shlex import quote
 from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.setting import file_probe
+from kijun.msg import Msg, join, of_exception
 
 PASSWD = "/etc/passwd"
 # Only the lock state of the password leaves the host, never the hash.
@@ -112,11 +113,11 @@ def login_methods(s: Shadow, shell: str, keys: list[str], today: int) -> list[st
         return []
     methods = []
     if s.status not in ("!", "*"):
-        methods.append("empty password" if s.status == "E" else "password")
+        methods.append(Msg("empty password") if s.status == "E" else Msg("password"))
     if keys:
-        methods.append("SSH key in " + ", ".join(keys))
+        methods.append(Msg("SSH key in {paths}", paths=keys))
     if not shell.endswith(NO_LOGIN_SHELLS):
-        methods.append(f"shell {shell or '(default)'}")
+        methods.append(Msg("shell {shell}", shell=shell or Msg("(default)")))
     # a real shell with neither password nor key cannot be entered from outside; still not "disabled"
     return methods
 
@@ -149,7 +150,7 @@ def parse_logins(text: str) -> tuple[int, dict[str, int], list[str]]:
                 t = int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
                 last[words[0]] = max(last.get(words[0], 0), t)
     if now is None:
-        raise ValueError("no 'now' line in login probe output")
+        raise ValueError(Msg("no 'now' line in login probe output"))
     return now, last, sources
 
 
@@ -174,7 +175,7 @@ class InactiveAccounts(ControlType):
 
     def _judge(self, p, out) -> dict:
         if out[f"file.{PASSWD}"].rc != 0 or out["shadow.summary"].rc != 0:
-            raise ValueError("cannot read /etc/passwd or /etc/shadow")
+            raise ValueError(Msg("cannot read /etc/passwd or /etc/shadow"))
         now, last, sources = parse_logins(out["login.last"].stdout)
         shadow = parse_shadow(out["shadow.summary"].stdout)
         m = re.search(r"^INACTIVE=(-?\d+)$", out["useradd.defaults"].stdout, re.M)
@@ -198,28 +199,32 @@ class InactiveAccounts(ControlType):
                 open_ways[u] = ways
         return {"default": default, "humans": humans, "bad_inactive": bad_inactive, "stale": stale, "unknown": unknown,
                 "open_ways": open_ways,
-                "evidence": "+".join(sources + ["shadow lastchg"]) if sources else "shadow lastchg only (no lastlog/wtmp)"}
+                "evidence": "+".join(sources + ["shadow lastchg"]) if sources else
+                Msg("shadow lastchg only (no lastlog/wtmp)")}
 
     def evaluate(self, p, out):
         n = p["inactive_days"]
-        expected = (f"useradd INACTIVE<={n}; human accounts inactive<={n}; unused >{p['max_unused_days']} days locked")
+        expected = Msg("useradd INACTIVE<={n}; human accounts inactive<={n}; unused >{days} days locked", n=n,
+                       days=p["max_unused_days"])
         try:
             j = self._judge(p, out)
         except (ValueError, IndexError) as exc:
-            return error(f"cannot read account state: {exc}")
+            return error(Msg("cannot read account state: {exc}", exc=of_exception(exc)))
         problems = []
         if j["default"] is None or j["default"] < 0 or j["default"] > n:
-            problems.append(f"useradd INACTIVE={j['default'] if j['default'] is not None else 'unknown'}")
+            problems.append(Msg("useradd INACTIVE={value}", value=j["default"] if j["default"] is not None else Msg("unknown")))
         if j["bad_inactive"]:
-            problems.append("inactive unset/too long: " + ", ".join(j["bad_inactive"]))
+            problems.append(Msg("inactive unset/too long: {names}", names=j["bad_inactive"]))
         if j["stale"]:
-            problems.append(f"unused >{p['max_unused_days']} days, not disabled: " +
-                            ", ".join(f"{u} ({'; '.join(j['open_ways'][u])})" for u in j["stale"]))
+            accounts = [Msg("{user} ({ways})", user=u, ways=join("; ", j["open_ways"][u])) for u in j["stale"]]
+            problems.append(Msg("unused >{days} days, not disabled: {accounts}", days=p["max_unused_days"],
+                                accounts=accounts))
         if j["unknown"]:
-            problems.append("no shadow entry: " + ", ".join(j["unknown"]))
-        observed = "; ".join(problems) if problems else f"useradd INACTIVE={j['default']}; {len(j['humans'])} human account(s) ok"
-        return Verdict("pass" if not problems else "fail", f"{observed} (last use from {j['evidence']})", expected,
-                       "; ".join(problems))
+            problems.append(Msg("no shadow entry: {names}", names=j["unknown"]))
+        observed = join("; ", problems) if problems else Msg("useradd INACTIVE={value}; {n} human account(s) ok",
+                                                             value=j["default"], n=len(j["humans"]))
+        return Verdict("pass" if not problems else "fail", Msg("{observed} (last use from {sources})", observed=observed,
+                                                               sources=j["evidence"]), expected, join("; ", problems))
 
     def operations(self, p, out):
         j = self._judge(p, out)

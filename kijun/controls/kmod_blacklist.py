@@ -19,6 +19,7 @@ from kijun.controls.base import (
 )
 from kijun.facts import container_reason, container_signs
 from kijun.probe import HOST_FACT_PROBES
+from kijun.msg import Msg, join
 
 CONF_CMD = "grep -Hs '' /etc/modprobe.d/*.conf /run/modprobe.d/*.conf /lib/modprobe.d/*.conf /usr/lib/modprobe.d/*.conf; true"
 DENY_TARGETS = {"/bin/false", "/bin/true", "/usr/bin/false", "/usr/bin/true"}
@@ -51,6 +52,10 @@ def module_lines(conf: str, loaded: str | None, module: str) -> tuple[dict[str, 
     return {"blacklist": blacklisted, "install_false": installed_off, "loaded": is_loaded}, deciding
 
 
+def _yes(flag: bool) -> Msg:
+    return Msg("yes") if flag else Msg("no")
+
+
 @register
 class KmodBlacklist(ControlType):
     name = "kmod_blacklist"
@@ -70,19 +75,21 @@ class KmodBlacklist(ControlType):
         for m in p["modules"]:
             s, lines = module_lines(out["modprobe.conf"].stdout, loaded, m)
             deciding += lines
-            seen.append(f"{m}: blacklist={'yes' if s['blacklist'] else 'no'} install=/bin/false:{'yes' if s['install_false'] else 'no'}"
-                        f" loaded={'n/a' if s['loaded'] is None else ('yes' if s['loaded'] else 'no')}")
+            seen.append(Msg("{module}: blacklist={blacklist} install=/bin/false:{install} loaded={loaded}", module=m,
+                            blacklist=_yes(s["blacklist"]), install=_yes(s["install_false"]),
+                            loaded=Msg("n/a") if s["loaded"] is None else _yes(s["loaded"])))
             if not (s["blacklist"] and s["install_false"]) or s["loaded"]:
                 bad.append(m)
-        expected = "blacklisted, install /bin/false, not loaded: " + ", ".join(p["modules"])
-        observed = "; ".join(seen)
+        expected = Msg("blacklisted, install /bin/false, not loaded: {modules}", modules=p["modules"])
+        observed = join("; ", seen)
         ev = parsers.evidence(deciding or ["no blacklist/install line for these modules in modprobe.d"], CONF_CMD.split(";")[0])
         if bad:  # the on-disk ban is missing (apply writes it) or a banned module is loaded
-            return Verdict("fail", observed, expected, "not banned or loaded: " + ", ".join(bad), ev)
+            return Verdict("fail", observed, expected, Msg("not banned or loaded: {modules}", modules=bad), ev)
         if loaded is None:
             # The ban holds on disk, but whether the module is loaded (or built in) cannot be seen.
-            what = f"loaded modules cannot be observed; modprobe.d bans {', '.join(p['modules'])}"
-            reason = container_reason(out, what) if container_signs(out) else f"kernel has no /proc/modules: {what}"
+            what = Msg("loaded modules cannot be observed; modprobe.d bans {modules}", modules=p["modules"])
+            reason = container_reason(out, what) if container_signs(out) else Msg("kernel has no /proc/modules: {what}",
+                                                                                  what=what)
             return not_applicable(reason, ev)
         return Verdict("pass", observed, expected, evidence=ev)
 

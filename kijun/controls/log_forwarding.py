@@ -18,6 +18,7 @@ import shlex
 from kijun import parsers
 from kijun.controls.base import ControlType, OpCall, Verdict, register
 from kijun.controls.log_retention import JOURNALD_CMD, journald_settings
+from kijun.msg import Msg, join
 
 DROPIN = "/etc/rsyslog.d/60-kijun-remote.conf"
 CONF_CMD = "grep -Hs '' /etc/rsyslog.conf /etc/rsyslog.d/*.conf; true"
@@ -151,32 +152,35 @@ class LogForwarding(ControlType):
         files = parsers.grep_dump(out["rsyslog.conf"].stdout)
         problems = []
         if "/etc/rsyslog.conf" not in files:
-            return ["rsyslog is not installed (/etc/rsyslog.conf missing)"], []
+            return [Msg("rsyslog is not installed (/etc/rsyslog.conf missing)")], []
         fwd, disc, ev = judge_config(files, p["server"], int(p["port"]), proto)
         missing = [f for f in FACILITIES if f not in fwd]
         if missing:
-            problems.append(f"{', '.join(missing)} not forwarded to {p['server']}:{p['port']}/{proto}"
-                            + (f" (discarded earlier: {', '.join(sorted(disc))})" if disc else ""))
+            dest = f"{p['server']}:{p['port']}/{proto}"
+            problems.append(Msg("{facilities} not forwarded to {dest} (discarded earlier: {rules})", facilities=missing,
+                                dest=dest, rules=sorted(disc)) if disc else
+                            Msg("{facilities} not forwarded to {dest}", facilities=missing, dest=dest))
         state = out["rsyslog.state"].stdout.split()
         if "running" not in state:
-            problems.append("rsyslogd is not running")
+            problems.append(Msg("rsyslogd is not running"))
         if "validation" in state and state[state.index("validation") + 1:][:1] != ["0"]:
-            problems.append("rsyslogd -N1 rejects the configuration")
+            problems.append(Msg("rsyslogd -N1 rejects the configuration"))
         installed, _, eff = journald_settings(out["journald.conf"].stdout)
         fts = eff.get("ForwardToSyslog", ("yes", None))
         if installed and fts[0].lower() in ("no", "false", "0", "off"):
-            problems.append("journald does not forward to syslog (ForwardToSyslog=no)")
+            problems.append(Msg("journald does not forward to syslog (ForwardToSyslog=no)"))
             ev.append(fts[1])
         return problems, ev + [f"rsyslogd: {' '.join(state)}"]
 
     def evaluate(self, p, out):
         proto = p.get("protocol", "tcp")
-        expected = f"auth and authpriv forwarded to {p['server']}:{p['port']}/{proto} by the effective rsyslog config; rsyslogd running"
+        dest = f"{p['server']}:{p['port']}/{proto}"
+        expected = Msg("auth and authpriv forwarded to {dest} by the effective rsyslog config; rsyslogd running", dest=dest)
         problems, ev = self._state(p, out)
         evidence = parsers.evidence(ev, "grep /etc/rsyslog.conf /etc/rsyslog.d/*.conf; rsyslogd -N1")
         if problems:
-            return Verdict("fail", "; ".join(problems), expected, "; ".join(problems), evidence)
-        return Verdict("pass", f"auth, authpriv forwarded to {p['server']}:{p['port']}/{proto}; rsyslogd running",
+            return Verdict("fail", join("; ", problems), expected, join("; ", problems), evidence)
+        return Verdict("pass", Msg("auth, authpriv forwarded to {dest}; rsyslogd running", dest=dest),
                        expected, "", evidence)
 
     def operations(self, p, out):

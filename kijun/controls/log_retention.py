@@ -21,6 +21,7 @@ from kijun import parsers
 from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.package import Package
 from kijun.controls.setting import file_probe
+from kijun.msg import Joined, Msg, join
 
 CONF = "/etc/logrotate.conf"
 CONF_D = "/etc/logrotate.d"
@@ -72,8 +73,10 @@ class Stanza:
 
     @property
     def name(self) -> str:
-        more = f" (+{len(self.patterns) - 1} more)" if len(self.patterns) > 1 else ""
-        return f"{self.patterns[0]}{more} in {self.file}"
+        if len(self.patterns) > 1:
+            return Msg("{pattern} (+{more} more) in {file}", pattern=self.patterns[0], more=len(self.patterns) - 1,
+                       file=self.file)
+        return Msg("{pattern} in {file}", pattern=self.patterns[0], file=self.file)
 
 
 def split_files(grep_out: str) -> dict[str, list[str]]:
@@ -163,7 +166,7 @@ def kept_days(o: Opts) -> float | None:
 
 
 def _fmt(days: float | None) -> str:
-    return "size-based" if days is None else ("unlimited" if days == math.inf else f"{days:g} days")
+    return Msg("size-based") if days is None else (Msg("unlimited") if days == math.inf else Msg("{days:g} days", days=days))
 
 
 def _insert(lines: list[str], inserts: dict[int, list[str]]) -> list[str]:
@@ -256,16 +259,16 @@ def journal_problems(out, days: int) -> tuple[list[str], list]:
     problems = []
     storage = eff.get("Storage", ("auto", None))[0].lower() or "auto"
     if storage in ("volatile", "none"):
-        problems.append(f"journal not kept on disk (Storage={storage})")
+        problems.append(Msg("journal not kept on disk (Storage={storage})", storage=storage))
     elif storage == "auto" and not persistent_dir:
-        problems.append("journal kept in memory only (Storage=auto and /var/log/journal missing)")
+        problems.append(Msg("journal kept in memory only (Storage=auto and /var/log/journal missing)"))
     retention = eff.get("MaxRetentionSec", ("", None))[0]
     secs = systemd_seconds(retention) if retention else None
     if retention and (secs is None or 0 < secs < days * 86400):
-        problems.append(f"journal MaxRetentionSec={retention} is shorter than {days} days")
+        problems.append(Msg("journal MaxRetentionSec={retention} is shorter than {days} days", retention=retention, days=days))
     caps = [f"{k}={eff[k][0]}" for k in SIZE_CAPS if eff.get(k, ("", None))[0]]
     if caps:
-        problems.append(f"journal capped by size ({', '.join(caps)}): the age of kept records depends on volume")
+        problems.append(Msg("journal capped by size ({caps}): the age of kept records depends on volume", caps=caps))
     return problems, ev
 
 
@@ -278,8 +281,9 @@ def auditd_problems(out) -> tuple[list[str], list]:
     if action == "ROTATE":
         num, _ = parsers.setting(parsers.file_lines(o.stdout, AUDITD_CONF), "num_logs", "=")
         size, _ = parsers.setting(parsers.file_lines(o.stdout, AUDITD_CONF), "max_log_file", "=")
-        return [f"auditd deletes its oldest log by size (max_log_file_action=ROTATE, num_logs={num or 5}, "
-                f"max_log_file={size or 8} MB)"], [line or f"{AUDITD_CONF}: max_log_file_action unset (ROTATE)"]
+        return [Msg("auditd deletes its oldest log by size (max_log_file_action=ROTATE, num_logs={num}, "
+                    "max_log_file={size} MB)", num=num or 5, size=size or 8)], \
+            [line or f"{AUDITD_CONF}: max_log_file_action unset (ROTATE)"]
     return [], [line]
 
 
@@ -309,33 +313,36 @@ class LogRetention(ControlType):
         days = p["days"]
         files = split_files(out["logrotate.conf"].stdout)
         if CONF not in files:
-            return [f"no {CONF} (logrotate not installed?)"], f"no {CONF}", []
+            return [Msg("no {conf} (logrotate not installed?)", conf=CONF)], Msg("no {conf}", conf=CONF), []
         stanzas = parse(files)
         kept = [(kept_days(s.effective), s) for s in stanzas]
         if not stanzas:
-            return [], "logrotate: no log stanzas (deletes nothing)", []
+            return [], Msg("logrotate: no log stanzas (deletes nothing)"), []
         short = [(k, s) for k, s in kept if k is None or k < days]
         k, s = min(kept, key=lambda ks: -1 if ks[0] is None else ks[0])
-        observed = f"shortest: {s.name}: {_fmt(k)}" + (f"; {len(short)} of {len(stanzas)} stanzas keep less" if short else "")
-        problems = [f"{len(short)} of {len(stanzas)} logrotate stanzas keep less than {days} days "
-                    f"(shortest {s.name}: {_fmt(k)})"] if short else []
+        observed = Msg("shortest: {stanza}: {kept}", stanza=s.name, kept=_fmt(k))
+        if short:
+            observed = Msg("{observed}; {n} of {total} stanzas keep less", observed=observed, n=len(short), total=len(stanzas))
+        problems = [Msg("{n} of {total} logrotate stanzas keep less than {days} days (shortest {stanza}: {kept})",
+                        n=len(short), total=len(stanzas), days=days, stanza=s.name, kept=_fmt(k))] if short else []
         return problems, observed, [f"{st.name}: {_fmt(kk)}" for kk, st in short[:5]]
 
     def evaluate(self, p, out):
         days = p["days"]
-        expected = f"every store of access records (logrotate, journald, auditd) keeps >= {days} days"
+        expected = Msg("every store of access records (logrotate, journald, auditd) keeps >= {days} days", days=days)
         try:
             problems, observed, ev = self._logrotate(p, out)
         except (ValueError, KeyError) as exc:
-            return error(f"cannot parse logrotate configuration: {exc!r}")
+            return error(Msg("cannot parse logrotate configuration: {exc}", exc=repr(exc)))
         jp, jev = journal_problems(out, days)
         ap, aev = auditd_problems(out)
         problems += jp + ap
         age = oldest_days(out["logs.oldest"].stdout)
-        observed += f"; oldest file under /var/log: {age:.0f} days" if age is not None else "; no file under /var/log"
+        observed = Joined("; ", [observed, Msg("oldest file under /var/log: {age:.0f} days", age=age) if age is not None
+                                 else Msg("no file under /var/log")])
         evidence = parsers.evidence(ev + jev + aev, "grep logrotate.d, journald.conf(.d), auditd.conf")
         if problems:
-            return Verdict("fail", observed, expected, "; ".join(problems), evidence)
+            return Verdict("fail", observed, expected, join("; ", problems), evidence)
         return Verdict("pass", observed, expected, "", evidence)
 
     def _changes(self, p, out) -> dict[str, str]:

@@ -16,6 +16,7 @@ from kijun.controls.av_scan import schedule_cmd, schedules
 from kijun.controls.base import ControlType, OpCall, Verdict, register
 from kijun.controls.service import has_systemd, show_probe, unit_props
 from kijun.probe import HOST_FACT_PROBES
+from kijun.msg import Msg, join
 
 REPORTS = "/var/log/logwatch"
 SCHEDULE_CMD = schedule_cmd("logwatch")
@@ -80,24 +81,26 @@ class LogReview(ControlType):
 
     def evaluate(self, p, out):
         n = p["max_age_days"]
-        expected = f"log analysis (logwatch) scheduled and a report from the last {n} day(s) kept in {REPORTS}"
+        expected = Msg("log analysis (logwatch) scheduled and a report from the last {n} day(s) kept in {dir}", n=n,
+                       dir=REPORTS)
         s = self._state(p, out)
         ev = parsers.evidence(out["logreview.schedule"].stdout.splitlines() + [s["line"] or f"no logwatch report in {REPORTS}"],
                               f"grep -l logwatch /etc/cron*; grep 'Processing Initiated' {REPORTS}/*.txt")
         problems = []
         if not s["scheduled"] and not (s["cron"] and not s["systemd"]):
-            problems.append("no log analysis scheduled" + (f" (cron jobs {', '.join(s['cron'])} but cron is not running)" if s["cron"] else ""))
+            problems.append(Msg("no log analysis scheduled (cron jobs {jobs} but cron is not running)", jobs=s["cron"])
+                            if s["cron"] else Msg("no log analysis scheduled"))
         if s["age"] is None:
-            problems.append(f"no logwatch report kept in {REPORTS}")
+            problems.append(Msg("no logwatch report kept in {dir}", dir=REPORTS))
         elif s["age"] > n:
-            problems.append(f"last logwatch report {s['age']:.1f} days old (limit {n})")
-        observed = (f"scheduled by {', '.join(s['scheduled'] or s['cron']) or 'nothing'}; "
-                    + (f"last report {s['age']:.1f} days old" if s["age"] is not None else "no report kept"))
+            problems.append(Msg("last logwatch report {age:.1f} days old (limit {n})", age=s["age"], n=n))
+        last = Msg("last report {age:.1f} days old", age=s["age"]) if s["age"] is not None else Msg("no report kept")
+        observed = Msg("scheduled by {where}; {last}", where=s["scheduled"] or s["cron"] or Msg("nothing"), last=last)
         if problems:
-            return Verdict("fail", observed, expected, "; ".join(problems), ev)
+            return Verdict("fail", observed, expected, join("; ", problems), ev)
         if not s["scheduled"]:
             return Verdict("not-applicable", observed, expected,
-                           f"systemd is not PID 1: whether cron runs {', '.join(s['cron'])} cannot be observed", ev)
+                           Msg("systemd is not PID 1: whether cron runs {jobs} cannot be observed", jobs=s["cron"]), ev)
         return Verdict("pass", observed, expected, "", ev)
 
     def operations(self, p, out):

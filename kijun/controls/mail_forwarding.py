@@ -9,6 +9,7 @@ is removed by the administrators after asking why it is there.
 from __future__ import annotations
 
 from kijun.controls.base import ControlType, error, register, verdict
+from kijun.msg import Msg, join
 
 DOMAIN = r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 MAX_BYTES = 4000
@@ -86,9 +87,9 @@ class MailForwarding(ControlType):
 
     def evaluate(self, p, out):
         allowed = [d.lower() for d in p["allowed_domains"]]
-        expected = f"no automatic forwarding outside {', '.join(allowed) or 'the host'}"
+        expected = Msg("no automatic forwarding outside {domains}", domains=allowed or Msg("the host"))
         if out["mail.forward_files"].rc != 0:
-            return error("cannot list the accounts' .forward files")
+            return error(Msg("cannot list the accounts' .forward files"))
         found = []
         for path, targets in parse_forwards(out["mail.forward_files"].stdout).items():
             found += [f"{path} -> {t}" for t in targets if outside(t, allowed)]
@@ -97,8 +98,11 @@ class MailForwarding(ControlType):
         bcc = out["mail.postfix_bcc"].stdout.strip()
         if bcc and outside(bcc, allowed):
             found.append(f"postfix always_bcc -> {bcc}")
-        shown = "; ".join(found[:10]) + (f" (+{len(found) - 10} more)" if len(found) > 10 else "")
-        return verdict(not found, f"forwarded: {shown}" if found else "no forwarding outside the allowed domains", expected)
+        shown = join("; ", found[:10])
+        if len(found) > 10:
+            shown = Msg("{names} (+{more} more)", names=shown, more=len(found) - 10)
+        return verdict(not found, Msg("forwarded: {found}", found=shown) if found else
+                       Msg("no forwarding outside the allowed domains"), expected)
 
     def operations(self, p, out):
         return []  # observe-only: administrators remove a forward after asking its owner

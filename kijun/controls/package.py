@@ -6,6 +6,7 @@ from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, register, verdict
 from kijun.facts import installed_packages
 from kijun.probe import HOST_FACT_PROBES
+from kijun.msg import Msg
 
 
 @register
@@ -31,11 +32,11 @@ class Package(ControlType):
         names = p["names"]
         if p["state"] == "present":
             bad = [n for n in names if n not in installed]
-            return verdict(not bad, "missing: " + ", ".join(bad) if bad else "installed: " + ", ".join(names),
-                           "installed: " + ", ".join(names))
+            return verdict(not bad, Msg("missing: {names}", names=bad) if bad else Msg("installed: {names}", names=names),
+                           Msg("installed: {names}", names=names))
         bad = [f"{n} {installed[n]}" for n in names if n in installed]
-        return verdict(not bad, "installed: " + ", ".join(bad) if bad else "none installed",
-                       f"none of {len(names)} forbidden packages installed")
+        return verdict(not bad, Msg("installed: {names}", names=bad) if bad else Msg("none installed"),
+                       Msg("none of {n} forbidden packages installed", n=len(names)))
 
     def operations(self, p, out):
         installed = installed_packages(out)

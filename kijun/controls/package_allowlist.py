@@ -14,6 +14,7 @@ from fnmatch import fnmatchcase
 
 from kijun.controls import kinds
 from kijun.controls.base import ControlType, error, not_applicable, register, verdict
+from kijun.msg import Msg
 
 PATTERN = kinds.grammar(r"^[a-z0-9*?\[][a-z0-9+.\-*?\[\]]*$", 128, "Debian package name or shell pattern (linux-image-*)")
 MAX_LINES = 50000  # dpkg output is bounded like any host output
@@ -49,18 +50,19 @@ class PackageAllowlist(ControlType):
 
     def evaluate(self, p, out):
         if not p["approved"]:
-            return not_applicable("the approved package list is empty: the organisation has not written one "
-                                  "(承認済みソフトウエア一覧が未設定)")
+            return not_applicable(Msg("the approved package list is empty: the organisation has not written one "
+                                      "(承認済みソフトウエア一覧が未設定)"))
         o = out["dpkg.installed"]
         if o.rc == 127:
-            return not_applicable("no dpkg on this host: installed packages cannot be listed")
+            return not_applicable(Msg("no dpkg on this host: installed packages cannot be listed"))
         pkgs = installed(o.stdout)
         if o.rc != 0 or not pkgs:
-            return error(f"dpkg-query failed: {o.stdout.strip()[:200]}")
+            return error(Msg("dpkg-query failed: {output}", output=o.stdout.strip()[:200]))
         extra = [n for n in pkgs if not any(fnmatchcase(n, pat) for pat in p["approved"])]
-        shown = ", ".join(extra[:30]) + (f" (+{len(extra) - 30} more)" if len(extra) > 30 else "")
-        observed = f"not approved: {shown}" if extra else f"all {len(pkgs)} installed packages approved"
-        return verdict(not extra, observed, f"only packages on the approved list ({len(p['approved'])} entries)")
+        shown = Msg("{names} (+{more} more)", names=extra[:30], more=len(extra) - 30) if len(extra) > 30 else extra
+        observed = Msg("not approved: {names}", names=shown) if extra else \
+            Msg("all {n} installed packages approved", n=len(pkgs))
+        return verdict(not extra, observed, Msg("only packages on the approved list ({n} entries)", n=len(p["approved"])))
 
     def operations(self, p, out):
         return []  # observe-only: removing a package can break the system; the administrators decide

@@ -24,6 +24,7 @@ from kijun.controls.package import Package
 from kijun.controls.setting import file_probe, line_ops
 from kijun.facts import installed_packages
 from kijun.probe import HOST_FACT_PROBES
+from kijun.msg import Msg, join, of_exception
 
 PWQ = "/etc/security/pwquality.conf"
 PWQ_D_CMD = "grep -Hs '' /etc/security/pwquality.conf.d/*.conf; true"
@@ -123,27 +124,32 @@ class PasswordPolicy(ControlType):
         checks = []
         installed = PKG in installed_packages(out)
         checks.append(("package", installed and pam_enabled(out),
-                       f"{PKG} {'installed' if installed else 'missing'}, pam_pwquality {'on' if pam_enabled(out) else 'off'}"))
+                       (Msg("{pkg} installed, pam_pwquality {on}", pkg=PKG, on=Msg("on") if pam_enabled(out) else Msg("off"))
+                        if installed else
+                        Msg("{pkg} missing, pam_pwquality {on}", pkg=PKG, on=Msg("on") if pam_enabled(out) else Msg("off")))))
         wanted = [("minlen", p["min_length"])] + ([("minclass", p["min_classes"])] if "min_classes" in p else [])
         for key, want in wanted:
             v, src = pwquality_value(out, key)
-            checks.append((key, _num(v) is not None and _num(v) >= want, f"{key}={v if v is not None else 'unset'}"
-                           + (f" ({src})" if src and src != PWQ else "")))
+            seen = Msg("{key}={value}", key=key, value=v if v is not None else Msg("unset"))
+            checks.append((key, _num(v) is not None and _num(v) >= want,
+                           Msg("{observed} ({path})", observed=seen, path=src) if src and src != PWQ else seen))
         defs = out[f"file.{LOGIN_DEFS}"].stdout if out[f"file.{LOGIN_DEFS}"].rc == 0 else ""
         for key, want, le in (("PASS_MAX_DAYS", p["max_days"], True), ("PASS_MIN_DAYS", p["min_days"], False),
                               ("PASS_WARN_AGE", p["warn_days"], False)):
             v = _num(read_setting(defs, key))
-            checks.append((key, v is not None and (v <= want if le else v >= want), f"{key}={v if v is not None else 'unset'}"))
-        checks.append(("accounts", not self._long_lived(p, out), "max days too long: " + ", ".join(self._long_lived(p, out))))
+            checks.append((key, v is not None and (v <= want if le else v >= want),
+                           Msg("{key}={value}", key=key, value=v if v is not None else Msg("unset"))))
+        checks.append(("accounts", not self._long_lived(p, out),
+                       Msg("max days too long: {names}", names=self._long_lived(p, out))))
         admins = self._admins_long_lived(p, out)
-        checks.append(("admins", not admins, f"administrators' max days > {p.get('admin_max_days', p['max_days'])}: "
-                       + ", ".join(admins)))
+        checks.append(("admins", not admins, Msg("administrators' max days > {days}: {names}",
+                                                 days=p.get("admin_max_days", p["max_days"]), names=admins)))
         empty = self._empty(out)
-        checks.append(("empty", not empty, "empty password field: " + ", ".join(empty)))
+        checks.append(("empty", not empty, Msg("empty password field: {names}", names=empty)))
         if "remember" in p:
             r = pwhistory_remember(out)
             checks.append(("remember", r is not None and r >= p["remember"],
-                           f"pam_pwhistory {'off' if r is None else f'remember={r}'}"))
+                           Msg("pam_pwhistory {state}", state=Msg("off") if r is None else f"remember={r}")))
         return checks
 
     def _empty(self, out) -> list[str]:
@@ -165,25 +171,26 @@ class PasswordPolicy(ControlType):
 
     def _long_lived(self, p, out) -> list[str]:
         if out[f"file.{PASSWD}"].rc != 0 or out["shadow.summary"].rc != 0:
-            raise ValueError("cannot read /etc/passwd or /etc/shadow")
+            raise ValueError(Msg("cannot read /etc/passwd or /etc/shadow"))
         shadow = parse_shadow(out["shadow.summary"].stdout)
         exempt = exempt_accounts(p, out)  # an expired password would stop the operator's key logins too
         return [u for u in human_accounts(out[f"file.{PASSWD}"].stdout, p.get("uid_min", 1000)) if u not in exempt
                 and (shadow.get(u) is None or shadow[u].max is None or shadow[u].max < 0 or shadow[u].max > p["max_days"])]
 
     def evaluate(self, p, out):
-        expected = (f"{PKG} on, minlen>={p['min_length']}" + (f", minclass>={p['min_classes']}" if "min_classes" in p else "")
-                    + f", PASS_MAX_DAYS<={p['max_days']}, PASS_MIN_DAYS>={p['min_days']}, PASS_WARN_AGE>={p['warn_days']},"
-                    f" accounts' max days<={p['max_days']}")
+        minclass = Msg(", minclass>={n}", n=p["min_classes"]) if "min_classes" in p else ""
+        expected = Msg("{pkg} on, minlen>={minlen}{minclass}, PASS_MAX_DAYS<={max}, PASS_MIN_DAYS>={min}, "
+                       "PASS_WARN_AGE>={warn}, accounts' max days<={max}", pkg=PKG, minlen=p["min_length"],
+                       minclass=minclass, max=p["max_days"], min=p["min_days"], warn=p["warn_days"])
         try:
             checks = self._checks(p, out)
         except ValueError as exc:
-            return error(str(exc))
+            return error(of_exception(exc))
         bad = [obs for _, ok, obs in checks if not ok]
         if bad:
-            return Verdict("fail", "; ".join(bad), expected, "; ".join(bad))
-        return verdict(True, "; ".join(obs for what, _, obs in checks if what not in ("accounts", "admins", "empty"))
-                       + "; accounts ok", expected)
+            return Verdict("fail", join("; ", bad), expected, join("; ", bad))
+        return verdict(True, join("; ", [obs for what, _, obs in checks if what not in ("accounts", "admins", "empty")]
+                                  + [Msg("accounts ok")]), expected)
 
     def operations(self, p, out):
         ok = {what: good for what, good, _ in self._checks(p, out)}

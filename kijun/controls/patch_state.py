@@ -18,6 +18,7 @@ from kijun.controls.base import ControlType, OpCall, Verdict, error, register
 from kijun.controls.package import Package
 from kijun.facts import installed_packages
 from kijun.probe import HOST_FACT_PROBES
+from kijun.msg import Msg, join
 
 STAMP = "/var/lib/apt/periodic/update-success-stamp"
 LISTS_CMD = f"date +%s; stat -c '%Y %F %n' /var/lib/apt/lists/* {STAMP} 2>/dev/null; true"
@@ -157,40 +158,45 @@ class PatchState(ControlType):
         return sec, age, uu
 
     def evaluate(self, p, out):
-        expected = (f"<= {p['max_pending_security']} pending security updates, lists <= {p['max_lists_age_days']} days old"
-                    + (", unattended-upgrades installed and enabled" if p["unattended_upgrades"] else ""))
+        expected = Msg("<= {n} pending security updates, lists <= {days} days old", n=p["max_pending_security"],
+                       days=p["max_lists_age_days"])
+        if p["unattended_upgrades"]:
+            expected = Msg("{expected}, unattended-upgrades installed and enabled", expected=expected)
         if out["apt.config"].rc != 0 or "APT::" not in out["apt.config"].stdout:
             # apt.pending cannot tell "nothing pending" from "apt failed"; a working apt-config vouches for apt
-            return error(f"apt-config dump failed: {out['apt.config'].stdout.strip()[:200]}")
+            return error(Msg("apt-config dump failed: {output}", output=out["apt.config"].stdout.strip()[:200]))
         try:
             sec, age, uu = self._state(p, out)
         except (ValueError, IndexError) as exc:
-            return error(f"cannot parse apt state: {exc!r}")
+            return error(Msg("cannot parse apt state: {exc}", exc=repr(exc)))
         errors = [l for l in out["apt.full"].stdout.splitlines() if l.startswith("E: ")]
         if errors:
-            return error(f"apt-get -s dist-upgrade failed: {errors[0][:200]}")
+            return error(Msg("apt-get -s dist-upgrade failed: {output}", output=errors[0][:200]))
         codename = next((l.split("=", 1)[1].strip().strip('"') for l in out["fact.os_release"].stdout.splitlines()
                          if l.startswith("VERSION_CODENAME=")), "")
         source = security_source(out["apt.policy"].stdout, codename, p.get("security_sources") or [])
         held = [f"{pkg} {ver}" for pkg, ver, _ in held_pending(out["apt.held"].stdout, p.get("security_sources") or [])]
         ev = parsers.evidence([source or f"no security source for {codename or 'this release'} in apt-cache policy"]
                               + [f"Inst {x}" for x in sec] + [f"held: {x}" for x in held], "apt-get -s dist-upgrade; apt-mark showhold; apt-cache policy")
-        problems, seen = [], [f"{len(sec)} pending security update(s)" + (f" ({', '.join(sec[:5])})" if sec else "")]
+        pending = Msg("{n} pending security update(s)", n=len(sec))
+        problems, seen = [], [Msg("{pending} ({names})", pending=pending, names=sec[:5]) if sec else pending]
         if held:
-            seen.append(f"held back: {', '.join(held[:5])}")
+            seen.append(Msg("held back: {names}", names=held[:5]))
         if source is None:
-            problems.append(f"cannot know: no security source configured for {codename or 'this release'}")
+            problems.append(Msg("cannot know: no security source configured for {release}",
+                                release=codename or Msg("this release")))
         if len(sec) > p["max_pending_security"]:
-            problems.append("security backlog: " + ", ".join(sec[:10]))
-        seen.append("no package lists" if age is None else f"lists {age:.1f} days old")
+            problems.append(Msg("security backlog: {names}", names=sec[:10]))
+        seen.append(Msg("no package lists") if age is None else Msg("lists {age:.1f} days old", age=age))
         if age is None or age > p["max_lists_age_days"]:
-            problems.append("stale lists")
+            problems.append(Msg("stale lists"))
         if uu is not None:
-            vals = ", ".join(f"{k.rsplit('::', 1)[1]}={uu['values'].get(k, 'unset')}" for k in PERIODIC)
-            seen.append(f"unattended-upgrades {'installed' if uu['installed'] else 'missing'}, {vals}")
+            vals = [Msg("{key}={value}", key=k.rsplit("::", 1)[1], value=uu["values"].get(k, Msg("unset"))) for k in PERIODIC]
+            seen.append(Msg("unattended-upgrades installed, {values}", values=vals) if uu["installed"] else
+                        Msg("unattended-upgrades missing, {values}", values=vals))
             if not (uu["installed"] and uu["periodic"]):
-                problems.append("unattended-upgrades off")
-        return Verdict("pass" if not problems else "fail", "; ".join(seen), expected, "; ".join(problems), ev)
+                problems.append(Msg("unattended-upgrades off"))
+        return Verdict("pass" if not problems else "fail", join("; ", seen), expected, join("; ", problems), ev)
 
     def operations(self, p, out):
         sec, age, uu = self._state(p, out)

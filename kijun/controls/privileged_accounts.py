@@ -12,6 +12,7 @@ import re
 
 from kijun.controls.base import ControlType, error, register, verdict
 from kijun.controls.setting import file_probe
+from kijun.msg import Msg, join
 
 NAME = r"^%?[a-z_][a-z0-9_.-]*\$?$"
 # Every sudoers file sudo can read, comments dropped; only rule lines that mention NOPASSWD leave the host.
@@ -72,13 +73,14 @@ class PrivilegedAccounts(ControlType):
         return {**file_probe("/etc/passwd"), **file_probe("/etc/group"), "sudoers.nopasswd": SUDOERS_CMD}
 
     def evaluate(self, p, out):
-        expected = (f"UID 0 only {', '.join(p.get('uid0_allowed', ['root']))}; {'/'.join(p['admin_groups'])} members approved; "
-                    f"NOPASSWD: ALL only for {', '.join(p.get('nopasswd_allowed', [])) or 'nobody'}")
+        expected = Msg("UID 0 only {uid0}; {groups} members approved; NOPASSWD: ALL only for {nopasswd}",
+                       uid0=list(p.get("uid0_allowed", ["root"])), groups="/".join(p["admin_groups"]),
+                       nopasswd=list(p.get("nopasswd_allowed", [])) or Msg("nobody"))
         if out["file./etc/passwd"].rc != 0 or out["file./etc/group"].rc != 0:
-            return error("cannot read /etc/passwd or /etc/group")
+            return error(Msg("cannot read /etc/passwd or /etc/group"))
         passwd = parse_passwd(out["file./etc/passwd"].stdout)
         if not passwd:
-            return error("no accounts parsed from /etc/passwd")
+            return error(Msg("no accounts parsed from /etc/passwd"))
         uid0 = [n for n, uid, _ in passwd if uid == 0 and n not in p.get("uid0_allowed", ["root"])]
         approved = set(p["approved_admins"]) | {"root"}
         members = group_members(out["file./etc/group"].stdout, passwd, p["admin_groups"])
@@ -87,13 +89,13 @@ class PrivilegedAccounts(ControlType):
         nopw = [(f, who) for f, who in nopasswd_all(out["sudoers.nopasswd"].stdout) if who not in p.get("nopasswd_allowed", [])]
         problems = []
         if uid0:
-            problems.append("UID 0: " + ", ".join(uid0))
+            problems.append(Msg("UID 0: {names}", names=uid0))
         if unapproved:
-            problems.append("not approved in " + "/".join(sorted(members)) + ": " + ", ".join(unapproved))
+            problems.append(Msg("not approved in {groups}: {names}", groups="/".join(sorted(members)), names=unapproved))
         if nopw:
-            problems.append("NOPASSWD: ALL for " + ", ".join(f"{who} ({f})" for f, who in nopw))
-        observed = "; ".join(problems) if problems else (
-            f"UID 0: root only; admins: {', '.join(admins) or 'none'}; no unapproved NOPASSWD: ALL")
+            problems.append(Msg("NOPASSWD: ALL for {names}", names=[f"{who} ({f})" for f, who in nopw]))
+        observed = join("; ", problems) if problems else Msg(
+            "UID 0: root only; admins: {names}; no unapproved NOPASSWD: ALL", names=admins or Msg("none"))
         return verdict(not problems, observed, expected)
 
     def operations(self, p, out):

@@ -16,6 +16,7 @@ import re
 
 from kijun.controls import kinds
 from kijun.controls.base import ControlType, error, not_applicable, register, verdict
+from kijun.msg import Msg, join
 
 PORT = kinds.grammar(r"^(tcp|udp)/[0-9]{1,5}$", 9, "proto/port, e.g. tcp/22")
 PROC = kinds.grammar(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", 64, "process name (comm)")
@@ -118,32 +119,32 @@ class RemoteAccess(ControlType):
         if "allowed_ports" in p:
             o = out["remote.listen"]
             if o.rc == 127:
-                return not_applicable("`ss` is not installed: listening sockets cannot be observed")
+                return not_applicable(Msg("`ss` is not installed: listening sockets cannot be observed"))
             if o.rc != 0:
-                return error(f"ss failed: {o.stdout.strip()[:200]}")
+                return error(Msg("ss failed: {output}", output=o.stdout.strip()[:200]))
             socks = [s for s in listeners(o.stdout) if not loopback(s[1])]
             bad = sorted({f"{pr}/{port} ({proc})" for pr, _, port, proc in socks if f"{pr}/{port}" not in p["allowed_ports"]})
-            expected.append(f"listening only on {', '.join(p['allowed_ports']) or 'nothing'}")
-            seen.append("listening: " + (", ".join(sorted({f"{pr}/{port}" for pr, _, port, _ in socks})) or "nothing"))
+            expected.append(Msg("listening only on {ports}", ports=list(p["allowed_ports"]) or Msg("nothing")))
+            seen.append(Msg("listening: {ports}", ports=sorted({f"{pr}/{port}" for pr, _, port, _ in socks}) or Msg("nothing")))
             if bad:
-                problems.append("not allowed: " + ", ".join(bad))
+                problems.append(Msg("not allowed: {names}", names=bad))
         if p.get("processes"):
             o = out["remote.proc"]
             if o.rc == 127:
-                return not_applicable("/proc is not readable: processes cannot be observed")
+                return not_applicable(Msg("/proc is not readable: processes cannot be observed"))
             found = processes(o.stdout, p["processes"])
-            expected.append("no remote-desktop, tunnel or reverse-forwarding process")
-            seen.append("no remote-desktop or tunnel process")
+            expected.append(Msg("no remote-desktop, tunnel or reverse-forwarding process"))
+            seen.append(Msg("no remote-desktop or tunnel process"))
             if found:
-                problems.append("running: " + ", ".join(found))
+                problems.append(Msg("running: {names}", names=found))
         if p.get("modems"):
             found = [line.strip() for line in out["remote.modem"].stdout.splitlines() if line.strip()][:20]
-            expected.append("no modem, PPP or WWAN device")
-            seen.append("no modem device")
+            expected.append(Msg("no modem, PPP or WWAN device"))
+            seen.append(Msg("no modem device"))
             if found:
-                problems.append("modem devices: " + ", ".join(found))
-        observed = "; ".join(problems) if problems else "; ".join(seen)
-        return verdict(not problems, observed, "; ".join(expected))
+                problems.append(Msg("modem devices: {names}", names=found))
+        observed = join("; ", problems) if problems else join("; ", seen)
+        return verdict(not problems, observed, join("; ", expected))
 
     def operations(self, p, out):
         return []  # observe-only: closing a service or removing a device is the administrators' decision

@@ -17,10 +17,11 @@ from kijun.controls.base import (
     not_applicable,
     register,
 )
+from kijun.msg import Msg
 from kijun.probe import HOST_FACT_PROBES
 
 PROPS = ("Id", "LoadState", "UnitFileState", "ActiveState", "SubState", "LastTriggerUSec", "ActiveEnterTimestamp")
-NO_SYSTEMD = "systemd is not PID 1 on this host: unit state cannot be observed"
+NO_SYSTEMD = Msg("systemd is not PID 1 on this host: unit state cannot be observed")
 
 
 def show_probe(unit: str) -> dict[str, str]:
@@ -41,8 +42,9 @@ def unit_props(out, unit: str) -> dict[str, str]:
 
 def unit_words(props: dict[str, str]) -> str:
     if props.get("LoadState") == "not-found":
-        return "not installed (LoadState=not-found)"
-    return f"{props.get('UnitFileState') or 'unknown'}, {props.get('ActiveState') or 'unknown'}"
+        return Msg("not installed (LoadState=not-found)")
+    return Msg("{file_state}, {active_state}", file_state=props.get("UnitFileState") or Msg("unknown"),
+               active_state=props.get("ActiveState") or Msg("unknown"))
 
 
 @register
@@ -68,15 +70,18 @@ class Service(ControlType):
         ev = parsers.evidence([f"{k}={v}" for k, v in props.items()] or [out[f"systemctl.{p['name']}"].stdout[:200]],
                               f"systemctl show {p['name']}")
         if not props:
-            return Verdict("error", reason=f"systemctl show {p['name']} printed no unit properties", evidence=ev)
+            return Verdict("error", reason=Msg("systemctl show {unit} printed no unit properties", unit=p["name"]),
+                           evidence=ev)
         # not-found/masked/disabled all mean the unit will not start at boot.
         enabled, active = parsers.unit_enabled(props), parsers.unit_active(props)
         want_active = p.get("active", p["enabled"])
         ok = enabled == p["enabled"] and active == want_active
-        expected = f"{'enabled' if p['enabled'] else 'disabled'}, {'active' if want_active else 'inactive'}"
+        expected = Msg("{enabled}, {active}", enabled=Msg("enabled") if p["enabled"] else Msg("disabled"),
+                       active=Msg("active") if want_active else Msg("inactive"))
         observed = unit_words(props)
         return Verdict("pass" if ok else "fail", observed, expected,
-                       "" if ok else f"{p['name']} is {observed}, expected {expected}", ev)
+                       "" if ok else Msg("{unit} is {observed}, expected {expected}", unit=p["name"], observed=observed,
+                                         expected=expected), ev)
 
     def operations(self, p, out):
         if not has_systemd(out):

@@ -8,6 +8,7 @@ from shlex import quote
 from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, Verdict, register, verdict
 from kijun.controls.confparse import COMPARE_WORDS, compare, read_setting
+from kijun.msg import Msg
 
 
 def file_probe(path: str) -> dict[str, str]:
@@ -46,11 +47,12 @@ class Setting(ControlType):
     def evaluate(self, p, out):
         o = out[f"file.{p['path']}"]
         how = p.get("compare", "eq")
-        expected = f"{p['key']} {COMPARE_WORDS[how]} {p['value']}"
+        expected = Msg("{key} {op} {value}", key=p["key"], op=COMPARE_WORDS[how], value=p["value"])
         if o.rc != 0:
-            return Verdict("fail", f"{p['path']} missing", expected)
+            return Verdict("fail", Msg("{path} missing", path=p["path"]), expected)
         seen = read_setting(o.stdout, p["key"], p.get("separator", " "), p.get("section"), p.get("match", "last"))
-        return verdict(compare(seen, p["value"], how), f"{p['key']}={seen if seen is not None else 'unset'}", expected)
+        return verdict(compare(seen, p["value"], how),
+                       Msg("{key}={value}", key=p["key"], value=seen if seen is not None else Msg("unset")), expected)
 
     def operations(self, p, out):
         section = p.get("section")

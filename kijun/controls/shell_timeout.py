@@ -13,6 +13,7 @@ import shlex
 
 from kijun import parsers
 from kijun.controls.base import ControlType, OpCall, Verdict, register
+from kijun.msg import Msg, join
 
 DROPIN = "/etc/profile.d/kijun-tmout.sh"
 SHELL_CMD = ("if command -v bash >/dev/null; then env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/nonexistent TERM=dumb "
@@ -50,26 +51,27 @@ class ShellTimeout(ControlType):
 
     def evaluate(self, p, out):
         n = p["max_seconds"]
-        expected = f"TMOUT between 1 and {n}, read-only, exported in every bash login shell"
+        expected = Msg("TMOUT between 1 and {n}, read-only, exported in every bash login shell", n=n)
         o = out["shell.tmout"]
         lines = parsers.grep_dump(out["shell.tmout.files"].stdout)
         ev = parsers.evidence([o.stdout.strip() or "declare -p TMOUT: not found"] +
                               [l for ls in lines.values() for l in ls], "bash --login -i -c 'declare -p TMOUT'")
         if "NO_BASH" in o.stdout:
-            return Verdict("not-applicable", "bash not installed", expected, "bash is not installed: no shell reads TMOUT", ev)
+            return Verdict("not-applicable", Msg("bash not installed"), expected,
+                           Msg("bash is not installed: no shell reads TMOUT"), ev)
         seconds, readonly, exported = effective(o.stdout)
         problems = []
         if seconds is None or seconds == 0:
-            problems.append("TMOUT is not set by the login shell configuration")
+            problems.append(Msg("TMOUT is not set by the login shell configuration"))
         elif seconds > n:
-            problems.append(f"TMOUT={seconds} is longer than {n}")
+            problems.append(Msg("TMOUT={seconds} is longer than {n}", seconds=seconds, n=n))
         if seconds and not readonly:
-            problems.append("TMOUT is not read-only (a user's ~/.bashrc can unset it)")
+            problems.append(Msg("TMOUT is not read-only (a user's ~/.bashrc can unset it)"))
         if seconds and not exported:
-            problems.append("TMOUT is not exported")
-        observed = f"TMOUT={seconds if seconds is not None else 'unset'}{' readonly' if readonly else ''}" \
-                   f"{' exported' if exported else ''}"
-        return Verdict("fail" if problems else "pass", observed, expected, "; ".join(problems), ev)
+            problems.append(Msg("TMOUT is not exported"))
+        observed = join(" ", [Msg("TMOUT={seconds}", seconds=seconds if seconds is not None else Msg("unset")),
+                              Msg("readonly") if readonly else "", Msg("exported") if exported else ""])
+        return Verdict("fail" if problems else "pass", observed, expected, join("; ", problems), ev)
 
     def operations(self, p, out):
         seconds, readonly, _ = effective(out["shell.tmout"].stdout)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from kijun.controls import kinds
 from kijun.controls.base import ControlType, OpCall, Verdict, not_applicable, register, verdict
 from kijun.controls.sshd_option import DROPIN, fix_script
+from kijun.msg import Msg, join
 
 PROBE = "if command -v sshd >/dev/null; then sshd -T; else echo NO_SSHD; exit 127; fi"
 
@@ -48,20 +49,24 @@ class SshAccess(ControlType):
     def evaluate(self, p, out):
         allowed = p["allowed_groups"]
         if not allowed:
-            return not_applicable("allowed_groups is empty: the organisation has not named the groups allowed on servers "
-                                  "(サーバへのアクセスを許可するグループが未設定)")
+            return not_applicable(Msg("allowed_groups is empty: the organisation has not named the groups allowed on "
+                                      "servers (サーバへのアクセスを許可するグループが未設定)"))
         o = out["sshd.effective"]
         if o.rc == 127:
-            return not_applicable("no OpenSSH server installed")
+            return not_applicable(Msg("no OpenSSH server installed"))
         if o.rc != 0:
-            return Verdict("error", reason=f"sshd -T failed: {o.stdout.strip()[:200]}")
+            return Verdict("error", reason=Msg("sshd -T failed: {output}", output=o.stdout.strip()[:200]))
         groups, users = effective_lists(o.stdout)
-        expected = f"AllowGroups set, only {' '.join(allowed)}"
+        expected = Msg("AllowGroups set, only {groups}", groups=" ".join(allowed))
         extra = [g for g in groups if g not in allowed]
-        narrowed = f"; AllowUsers {' '.join(users)}" if users else ""
+        narrowed = Msg("AllowUsers {users}", users=" ".join(users)) if users else ""
         if not groups:
-            return verdict(False, "AllowGroups not set: every account with a password or key may log in" + narrowed, expected)
-        observed = f"AllowGroups {' '.join(groups)}" + (f" (not allowed: {', '.join(extra)})" if extra else "") + narrowed
+            return verdict(False, join("; ", [Msg("AllowGroups not set: every account with a password or key may log in"),
+                                              narrowed]), expected)
+        observed = Msg("AllowGroups {groups}", groups=" ".join(groups))
+        if extra:
+            observed = Msg("{observed} (not allowed: {names})", observed=observed, names=extra)
+        observed = join("; ", [observed, narrowed])
         return verdict(not extra, observed, expected)
 
     def operations(self, p, out):

@@ -18,6 +18,7 @@ from kijun.controls.base import (
     verdict,
 )
 from kijun.controls.confparse import COMPARE_WORDS, compare
+from kijun.msg import Msg
 
 DROPIN = "/etc/ssh/sshd_config.d/00-kijun.conf"
 INCLUDE = "Include /etc/ssh/sshd_config.d/*.conf"
@@ -55,16 +56,17 @@ class SshdOption(ControlType):
     def evaluate(self, p, out):
         o = out["sshd.effective"]
         if o.rc == 127:
-            return not_applicable("no OpenSSH server installed")
+            return not_applicable(Msg("no OpenSSH server installed"))
         if o.rc != 0:
-            return Verdict("error", reason=f"sshd -T failed: {o.stdout.strip()[:200]}")
+            return Verdict("error", reason=Msg("sshd -T failed: {output}", output=o.stdout.strip()[:200]))
         effective = {}
         for line in o.stdout.splitlines():
             k, _, v = line.partition(" ")
             effective.setdefault(k.lower(), v.strip())
         seen = effective.get(p["key"].lower())
         how = p.get("compare", "eq")
-        return verdict(compare(seen, p["value"], how), f"{p['key']} {seen}", f"{p['key']} {COMPARE_WORDS[how]} {p['value']}")
+        return verdict(compare(seen, p["value"], how), Msg("{key} {value}", key=p["key"], value=seen),
+                       Msg("{key} {op} {value}", key=p["key"], op=COMPARE_WORDS[how], value=p["value"]))
 
     def operations(self, p, out):
         return [OpCall("kijun.ops.guarded_sshd", {"key": p["key"], "value": p["value"], "script": fix_script(p["key"], p["value"])},

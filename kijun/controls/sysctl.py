@@ -15,6 +15,7 @@ from kijun.controls.base import (
     register,
 )
 from kijun.facts import container_reason, container_signs
+from kijun.msg import Msg
 from kijun.probe import HOST_FACT_PROBES
 
 PERSIST_FILE = "/etc/sysctl.d/zz-kijun.conf"  # sorts after 99-sysctl.conf, so it wins
@@ -79,19 +80,23 @@ class Sysctl(ControlType):
         live = out[f"sysctl.{key}"]
         saved, line = persisted_line(out["sysctl.persisted"].stdout, key)
         running = " ".join(live.stdout.split()) if live.rc == 0 else None
-        observed = f"running={running if running is not None else 'unreadable'} persisted={saved or 'unset'}" + \
-                   (f" ({line.path})" if line else "")
+        observed = Msg("running={running} persisted={saved}", running=running if running is not None else Msg("unreadable"),
+                       saved=saved or Msg("unset"))
+        if line:
+            observed = Msg("{observed} ({path})", observed=observed, path=line.path)
         ev = parsers.evidence([f"sysctl -n {key}: {live.stdout.strip()}", line or f"{key}: not set in sysctl.d"])
         if self._container(p, out):
             # The value is the host kernel's: neither a pass nor a failure apply could fix here.
-            return not_applicable(container_reason(out, f"{key} belongs to the host's kernel ({observed})"), ev)
+            return not_applicable(container_reason(out, Msg("{key} belongs to the host's kernel ({observed})", key=key,
+                                                            observed=observed)), ev)
         if live.rc != 0:
-            return Verdict("error", reason=f"cannot read {key}: {live.stdout.strip()}", evidence=ev)
+            return Verdict("error", reason=Msg("cannot read {key}: {output}", key=key, output=live.stdout.strip()), evidence=ev)
         ok = running == want and saved == want
-        why = [] if ok else [w for w, bad in ((f"running value {running} is not {want}", running != want),
-                                                (f"persisted value {saved or 'unset'} is not {want}", saved != want)) if bad]
-        return Verdict("pass" if ok else "fail", observed, f"{key}={want} running and persisted",
-                       f"{key}: {', '.join(why)}" if why else "", ev)
+        why = [] if ok else [w for w, bad in (
+            (Msg("running value {value} is not {want}", value=running, want=want), running != want),
+            (Msg("persisted value {value} is not {want}", value=saved or Msg("unset"), want=want), saved != want)) if bad]
+        return Verdict("pass" if ok else "fail", observed, Msg("{key}={want} running and persisted", key=key, want=want),
+                       Msg("{key}: {problems}", key=key, problems=why) if why else "", ev)
 
     def operations(self, p, out):
         if self._container(p, out):

@@ -16,6 +16,7 @@ from kijun.controls.base import ControlType, OpCall, Verdict, register
 from kijun.controls.package import Package
 from kijun.facts import container_reason, container_signs, installed_packages
 from kijun.probe import HOST_FACT_PROBES
+from kijun.msg import Joined, Msg, join
 
 # Files each daemon reads (Debian defaults: chrony.conf has confdir conf.d and sourcedir sources.d).
 CONFIGS = {
@@ -75,26 +76,29 @@ def sync_state(out, max_offset_ms: float) -> tuple[str, str, list[str]]:
         ev = [f"{k} : {t[k]}" for k in ("Reference ID", "System time", "Leap status") if k in t]
         leap, ref = t.get("Leap status", ""), t.get("Reference ID", "")
         if leap == "Not synchronised" or ref.startswith("00000000") or not leap:
-            return "fail", f"chrony not synchronised (Leap status: {leap or '?'}, Reference ID {ref or '?'})", ev
+            return "fail", Msg("chrony not synchronised (Leap status: {leap}, Reference ID {ref})", leap=leap or "?",
+                               ref=ref or "?"), ev
         words = t.get("System time", "").split()
         try:
             offset_ms = float(words[0]) * 1000
         except (IndexError, ValueError):
-            return "fail", f"chrony offset unreadable ({t.get('System time', '')})", ev
+            return "fail", Msg("chrony offset unreadable ({value})", value=t.get("System time", "")), ev
         if offset_ms > max_offset_ms:
-            return "fail", f"chrony synchronised to {ref} but {offset_ms:.1f} ms off (bound {max_offset_ms:g} ms)", ev
-        return "ok", f"chrony synchronised to {ref}, offset {offset_ms:.3f} ms", ev
+            return "fail", Msg("chrony synchronised to {ref} but {offset:.1f} ms off (bound {bound:g} ms)", ref=ref,
+                               offset=offset_ms, bound=max_offset_ms), ev
+        return "ok", Msg("chrony synchronised to {ref}, offset {offset:.3f} ms", ref=ref, offset=offset_ms), ev
     td = out["time.timedatectl"]
     props = dict(ln.split("=", 1) for ln in td.stdout.splitlines() if "=" in ln) if td.rc == 0 else {}
     if "NTPSynchronized" in props:
         ev = [f"{k}={props[k]}" for k in ("NTP", "NTPSynchronized") if k in props]
         if props["NTPSynchronized"] == "yes":
-            return "ok", "clock synchronised (timedatectl NTPSynchronized=yes)", ev
-        return "fail", f"clock not synchronised (timedatectl NTPSynchronized={props['NTPSynchronized']}, NTP={props.get('NTP', '?')})", ev
+            return "ok", Msg("clock synchronised (timedatectl NTPSynchronized=yes)"), ev
+        return "fail", Msg("clock not synchronised (timedatectl NTPSynchronized={synced}, NTP={ntp})",
+                           synced=props["NTPSynchronized"], ntp=props.get("NTP", "?")), ev
     def first(o):
         return (o.stdout.strip().splitlines() or [f"rc {o.rc}"])[0][:100]
     seen = [f"chronyc: {first(tr)}", f"timedatectl: {first(td)}"]
-    return "unknown", "no time daemon answers (" + "; ".join(seen) + ")", seen
+    return "unknown", Msg("no time daemon answers ({seen})", seen=join("; ", seen)), seen
 
 
 @register
@@ -126,36 +130,37 @@ class TimeSync(ControlType):
         servers = p.get("servers") or []
         installed = self._installed(p, out)
         if not installed:
-            return False, "no time daemon installed"
+            return False, Msg("no time daemon installed")
         if not servers:
-            return True, f"{installed[0]} installed"
+            return True, Msg("{pkg} installed", pkg=installed[0])
         for pkg in installed:
             have = configured_servers(out["timesync.conf"].stdout, pkg)
             if all(s in have for s in servers):
-                return True, f"{pkg} using {', '.join(have)}"
+                return True, Msg("{pkg} using {servers}", pkg=pkg, servers=have)
         pkg = installed[0]
         have = configured_servers(out["timesync.conf"].stdout, pkg)
-        return False, f"{pkg} using {', '.join(have) or 'no configured servers'}"
+        return False, Msg("{pkg} using {servers}", pkg=pkg, servers=have or Msg("no configured servers"))
 
     def evaluate(self, p, out):
         servers = p.get("servers") or []
         bound = float(p.get("max_offset_ms", DEFAULT_MAX_OFFSET_MS))
-        expected = (f"clock synchronised (offset <= {bound:g} ms) by one of {', '.join(p['any_of'])}"
-                    + (f" using {', '.join(servers)}" if servers else ""))
+        expected = Msg("clock synchronised (offset <= {bound:g} ms) by one of {daemons}", bound=bound, daemons=p["any_of"])
+        if servers:
+            expected = Msg("{expected} using {servers}", expected=expected, servers=servers)
         configured, conf_words = self._configured(p, out)
         state, sync_words, ev_lines = sync_state(out, bound)
         ev = parsers.evidence(ev_lines, f"{TRACKING_CMD}; {TIMEDATE_CMD}")
-        observed = f"{conf_words}; {sync_words}"
+        observed = Joined("; ", [conf_words, sync_words])
         if not configured:
             if conf_words == "no time daemon installed":  # kept word for word: reports and tests grep it
-                observed = "none installed"
+                observed = Msg("none installed")
             return Verdict("fail", observed, expected, conf_words if observed == "none installed" else
-                           f"servers not configured: {conf_words}", ev)
+                           Msg("servers not configured: {what}", what=conf_words), ev)
         if state == "ok":
             return Verdict("pass", observed, expected, "", ev)
         if state == "unknown" and container_signs(out):
             return Verdict("not-applicable", observed, expected,
-                           container_reason(out, f"the clock is the host kernel's; {sync_words}"), ev)
+                           container_reason(out, Msg("the clock is the host kernel's; {state}", state=sync_words)), ev)
         return Verdict("fail", observed, expected, sync_words, ev)
 
     def operations(self, p, out):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from kijun.inspect_report import WORDS
+from kijun.i18n import render
 from kijun.matrix import STATUS_ORDER, status_label, tr
 from kijun.present import when
 from kijun.present.grid import grid, md_table
 
 
 def _tr(word: str, lang: str) -> str:
-    entry = WORDS.get(word)
-    return entry.get(lang, entry["en"]) if entry else tr(word, lang)
+    return tr(word, lang)
 
 
 def _unit(org: str, branch: str) -> str:
@@ -20,7 +19,7 @@ def _unit(org: str, branch: str) -> str:
 
 
 def _gap_row(g: dict[str, Any], lang: str) -> list[Any]:
-    detail = g["reason"] if g["gap"] == "unreachable" else (g["observed"] or g["reason"])
+    detail = render(g["reason"] if g["gap"] == "unreachable" else (g["observed"] or g["reason"]), lang)
     if g["gap"] == "expired-waiver" and g["waiver"]:
         detail = f"{tr('expires', lang)} {g['waiver'].get('expires')}: {detail}"
     return [g["rank"], g["score"], g["host"], g["importance_class"], g["control_id"], g["title"],

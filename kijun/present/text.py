@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kijun.i18n import render_field
 from kijun.model import BAD_STATUSES
 from kijun.termsafe import clean
 
@@ -27,9 +28,9 @@ def cut(value: Any, width: int) -> str:
 
 
 def finding(result: dict[str, Any], field: str, lang: str) -> str:
-    """The reader's text of one finding field (observed, expected, reason) of a result dict."""
-    del lang  # findings are English until the catalogue gives controls message ids
-    return str(result.get(field) or "")
+    """The reader's text of one finding field (observed, expected, reason) of a result dict, in `lang`
+    when the report carries the message (kijun.i18n.render_field), else the signed English text."""
+    return render_field(result, field, lang)
 
 
 def title_of(result: dict[str, Any], lang: str, baseline: Any = None) -> str:

@@ -139,7 +139,7 @@ def test_ja_table_rows_have_one_display_width_and_long_findings_wrap(report, tok
 def test_waivers_and_expired_waivers_are_in_the_default_table(report, tokyo):
     text = present.render("table", "run", report, "ja")
     assert "期限切れの例外承認 (2)" in text and "有効な例外承認 (2)" in text
-    assert "不適合 (期限切れ例外)" in text  # the result row itself says its waiver expired (its date is listed below)
+    assert "不適合 (期限切れ例外承認)" in text  # the result row itself says its waiver expired (its date is listed below)
     assert "ベンダー検証待ち" in text and "課長 山田" in text
     en = present.render("table", "run", report, "en")
     assert "Expired waivers (2)" in en and "Active waivers (2)" in en
