@@ -29,6 +29,10 @@ def kijun(*args):
 def branch(lab):
     """lab-01 becomes the branch's jump host; the controller's direct path to lab-02 is dropped."""
     jump, hidden = lab.hosts[0], lab.hosts[1]
+    # Earlier tests may have applied a baseline whose host and egress firewalls keep port 2222 closed and
+    # the jump host from opening connections: the branch's jump host is set up for the job, so put it aside.
+    exec_in(jump.name, "nft list ruleset > /run/jumptest-saved.nft && nft flush ruleset",
+            state_dir=lab.state_dir, check=True)
     exec_in(jump.name, f"/usr/sbin/sshd -p {JUMP_PORT} -o AllowTcpForwarding=yes -o PidFile=/run/sshd-jump.pid",
             state_dir=lab.state_dir, check=True)
     exec_in(hidden.name, "nft add table inet kijun_jumptest && "
@@ -40,6 +44,7 @@ def branch(lab):
     finally:
         exec_in(hidden.name, "nft delete table inet kijun_jumptest", state_dir=lab.state_dir)
         exec_in(jump.name, "kill $(cat /run/sshd-jump.pid)", state_dir=lab.state_dir)
+        exec_in(jump.name, "nft -f /run/jumptest-saved.nft", state_dir=lab.state_dir)
 
 
 def write_branch_files(tmp_path, jump, hidden, via_jump: bool) -> Path:
