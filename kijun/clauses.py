@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonschema
 
+from kijun import i18n
 from kijun.baseline import InputError, json_path, line_of, load_yaml
 from kijun.model import CLASSES, Baseline
 
@@ -23,28 +24,8 @@ IMPLEMENTING = ("automated", "partial")  # statuses whose controls count as impl
 CLAUSE_ID = r"^[0-9]{3}[A-E]?-[0-9]{2,3}$"
 SCHEMA_ID = "https://kijun.invalid/schemas/clauses.schema.json"
 
-WORDS = {
-    "clause": {"ja": "条項", "en": "Clause"},
-    "section": {"ja": "項目", "en": "Section"},
-    "quote": {"ja": "原文", "en": "Quote"},
-    "status": {"ja": "対応", "en": "Status"},
-    "classes": {"ja": "重要性", "en": "Classes"},
-    "controls": {"ja": "管理策", "en": "Controls"},
-    "notes": {"ja": "備考", "en": "Notes"},
-    "compliance": {"ja": "適合(合格/不合格/対象外)", "en": "Compliance (pass/fail/n-a)"},
-    "automated": {"ja": "自動", "en": "automated"},
-    "partial": {"ja": "一部自動", "en": "partial"},
-    "manual": {"ja": "手動確認", "en": "manual"},
-    "procedural": {"ja": "組織的対策", "en": "procedural"},
-    "background": {"ja": "背景", "en": "background"},
-    "total": {"ja": "合計", "en": "total"},
-    "seed": {"ja": "基準文書", "en": "Seed"},
-    "run": {"ja": "実行", "en": "Run"},
-}
-
-
 def tr(word: str, lang: str) -> str:
-    return WORDS.get(word, {}).get(lang, word)
+    return i18n.t(f"clauses.{word}", lang) if f"clauses.{word}" in i18n.LABELS else i18n.t(word, lang)
 
 
 def _text(min_length: int = 1) -> dict[str, Any]:

@@ -5,29 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from kijun import i18n
 from kijun.model import CLASSES, Baseline, HostTarget
 
-ORIGINS = {
-    "seed": {"ja": "基準文書", "en": "seed"},
-    "kijun-default": {"ja": "kijun 既定値", "en": "kijun default"},
-    "class": {"ja": "重要性別の既定値", "en": "class default"},
-    "organisation": {"ja": "組織の設定", "en": "organisation"},
-}
-WORDS = {
-    "variable": {"ja": "変数", "en": "Variable"},
-    "default": {"ja": "既定値", "en": "Default"},
-    "source": {"ja": "出典", "en": "Source"},
-    "reference": {"ja": "条項/参考", "en": "Clause / reference"},
-    "host": {"ja": "ホスト", "en": "Host"},
-    "value": {"ja": "値", "en": "Value"},
-    "baseline_value": {"ja": "基準の値", "en": "Baseline value"},
-    "overrides": {"ja": "組織による上書き (kijun_vars)", "en": "Organisation overrides (kijun_vars)"},
-    "none": {"ja": "なし", "en": "none"},
-}
+ORIGINS = ("seed", "kijun-default", "class", "organisation")
+
+
+def origin(source: str, lang: str) -> str:
+    return i18n.t(f"origin.{source}", lang) if source in ORIGINS else source
 
 
 def _w(word: str, lang: str) -> str:
-    return WORDS[word][lang]
+    return i18n.t(f"params.{word}", lang)
 
 
 def origin_of(baseline: Baseline, name: str, importance_class: str, host_vars: dict[str, Any] | None = None) -> str:
@@ -84,10 +73,10 @@ def render_table(rows: list[dict[str, Any]], overrides: list[dict[str, Any]], la
     for r in rows:
         per_class = [(_short(r["by_class"][k]) + ("*" if k in r["class_overrides"] else "")) for k in CLASSES]
         where = "; ".join(x for x in (r["clause"], r["reference"]) if x)
-        body.append([r["variable"], *per_class, ORIGINS.get(r["source"], {}).get(lang, r["source"]), where])
+        body.append([r["variable"], *per_class, origin(r["source"], lang), where])
     headers = [_w("variable", lang), *CLASSES, _w("source", lang), _w("reference", lang)]
     out = [tabulate(body, headers=headers, disable_numparse=True),
-           "* = " + ORIGINS["class"][lang], "", _w("overrides", lang)]
+           "* = " + origin("class", lang), "", _w("overrides", lang)]
     if overrides:
         out.append(tabulate([[o["host"], o["class"], o["variable"], _short(o["value"]), _short(o["baseline_value"])] for o in overrides],
                             headers=[_w("host", lang), "class", _w("variable", lang), _w("value", lang), _w("baseline_value", lang)],
