@@ -14,6 +14,7 @@ from kijun import baseline as baseline_mod
 from kijun import matrix, waivers
 from kijun.cli import KijunGroup
 from kijun.cli_reports import register
+from kijun.html_report import render_html
 from kijun.model import ControlResult, HostResult
 from kijun.signing import load_public_keys, public_path
 from kijun.store import Store
@@ -332,7 +333,7 @@ def test_markdown_format(fleet):
 def test_json_and_html_carry_the_same_figures(fleet):
     data = matrix.build(fleet["reports"][-1], fleet["base"], history=fleet["history"])
     assert json.loads(matrix.render(data, "json")) == data
-    page = matrix.render(data, "html", "en")
+    page = render_html(data, "en")
     embedded = re.search(r'<script type="application/json" id="kijun-data">(.*?)</script>', page, re.S).group(1)
     assert json.loads(embedded) == data
     assert page.count('<td class="cell"') == 30
@@ -352,7 +353,7 @@ def test_html_escapes_hostile_text(fleet, signer):
         for h in hosts:
             st.add_host_result(run_id, h, signer)
         report = st.finish_run(run_id, signer)
-    page = matrix.render(matrix.build(report, base), "html")
+    page = render_html(matrix.build(report, base), "en")
     assert "<script>alert(1)" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
     assert page.count("</script>") == 2
 
