@@ -121,7 +121,6 @@ baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.P
 def check(local, inventory, baseline_path, importance_class, limit, parallel, connect_timeout, host_timeout, max_output,
           store_url, key_path, no_store, waivers, lang, fmt) -> None:
     """Verify hosts against the baseline (read-only). Exit 0 compliant, 1 not, 2 input error, interrupted or store failure."""
-    from kijun import fleet
     from kijun import runs as runs_mod
 
     if local == bool(inventory):
@@ -145,7 +144,7 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     hosts, keeper = run.hosts, run.keeper
     _emit(base, hosts, fmt, lang, run.report)
     if run.interrupted:
-        not_checked = sum(h.error == fleet.NOT_CHECKED for h in hosts)
+        not_checked = run.not_checked
         where = f"run {keeper.run_id} sealed as incomplete (interrupted)" if keeper.stored else "run interrupted"
         click.echo(f"kijun: {where}: {len(hosts) - not_checked} host(s) checked, {not_checked} not checked", err=True)
     if keeper.failure:
@@ -277,8 +276,8 @@ def _public_keys(pub_paths, key_path):
 @click.argument("files", nargs=-1, type=click.Path())
 def verify(store_url, key_path, pub_paths, files) -> None:
     """Verify signatures and the hash chain of stored runs (or of exported report FILES)."""
+    from kijun import runs as runs_mod
     from kijun import store as store_mod
-    from kijun.store_ledger import verify_ledger
 
     keys = _public_keys(pub_paths, key_path)
     bad_input: list[InputError] = []
@@ -291,7 +290,7 @@ def verify(store_url, key_path, pub_paths, files) -> None:
                 more = f" (and {len(damage) - 2} more)" if len(damage) > 2 else ""
                 click.echo(f"kijun: corrupt: {st.url}: integrity check: {'; '.join(damage[:2])}{more}", err=True)
                 sys.exit(1)
-            problems = st.verify_chain(keys) + verify_ledger(st, keys)
+            problems = runs_mod.verify_store(st, keys)
     for e in bad_input:  # not a report at all: an input error, named with its file
         click.echo(f"kijun: error: {e}", err=True)
     for p in problems:

@@ -17,7 +17,7 @@ from kijun.runs.checking import CheckRun, check, check_local, load_fleet
 from kijun.runs.inspection import InspectRun, inspect, inspected_hosts, store_inspection
 from kijun.runs.keeper import (
     KEY_FILE_LIMIT, RunKeeper, StopOnSignal, apply_waivers, key_file, load_waivers, open_run, public_keys, scope_of,
-    sealed_on_error, signer,
+    sealed_on_error, signer, verify_store,
 )
 from kijun.runs.rollout import RollOut, judge, roll_out
 from kijun.runs.rollout import status as advisory_status
@@ -26,5 +26,5 @@ __all__ = [
     "ApplyRun", "CheckRun", "InspectRun", "KEY_FILE_LIMIT", "RollOut", "RunKeeper", "StopOnSignal", "apply",
     "advisory_status", "apply_waivers", "check", "check_local", "host_entry", "inspect", "inspected_hosts", "judge", "key_file",
     "load_fleet", "load_waivers", "open_run", "public_keys", "refuse_invalid_hosts", "roll_out", "rollback",
-    "scope_of", "sealed_on_error", "signer", "store_inspection", "target_for",
+    "scope_of", "sealed_on_error", "signer", "store_inspection", "target_for", "verify_store",
 ]

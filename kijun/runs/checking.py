@@ -16,6 +16,13 @@ class CheckRun:
     interrupted: bool
     input_errors: list = field(default_factory=list)
 
+    @property
+    def not_checked(self) -> int:
+        """Hosts an interrupted run never started."""
+        from kijun import fleet
+
+        return sum(h.error == fleet.NOT_CHECKED for h in self.hosts)
+
 
 def load_fleet(base, inventory: str, limit: tuple[str, ...]):
     """The inventory's hosts that can be checked; hosts whose kijun_vars break a parameter are left

@@ -53,6 +53,14 @@ def public_keys(pub_paths, key_path: str | None):
         raise InputError(str(paths[0]), "", f"cannot load public key: {exc}") from None
 
 
+def verify_store(store, public_keys) -> list[str]:
+    """What none of public_keys signed: stored reports and chain links of every run kind, and rows of the
+    advisory ledger; [] when everything verifies (for `kijun verify`)."""
+    from kijun.store_ledger import verify_ledger
+
+    return store.verify_chain(public_keys) + verify_ledger(store, public_keys)
+
+
 def scope_of(limit: tuple[str, ...]) -> dict[str, list[str]]:
     """Which part of the inventory a run covered: drift compares runs of the same inventory and scope."""
     return {"limit": sorted(set(limit))}
