@@ -176,7 +176,9 @@ def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, 
     adv = advisory_mod.load(advisory_file)
 
     def progress(line):
-        _echo_host_text(f"  {line}\n", "table")  # may carry a host's error text
+        from kijun.termsafe import clean
+
+        click.echo(clean(f"  {line}"), err=True)  # may carry a host's error text; stdout is the result (JSON)
 
     result = runs_mod.roll_out(adv, inventory, store_url=store_url, key_path=key_path, confirmed_by=confirmed_by,
                                pending_only=pending_only, limit=tuple(limit), parallel=parallel,
