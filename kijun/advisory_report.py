@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kijun.store_ledger import FAILED
-
 
 def _words():
     from kijun.matrix import markdown_table, tr
@@ -42,7 +40,7 @@ def _status_header(data: dict[str, Any], lang: str) -> list[str]:
     lines = [f"{adv['id']}: {adv['title'].get(lang, adv['title']['en'])}",
              f"{tr('deadline', lang)}: {adv['deadline']} ({when}); {adv['source'].get('document', '')}",
              f"{tr('hosts', lang)}: {s['hosts']}, {tr('applied-and-verified', lang)}: {s['confirmed']}, "
-             f"{tr('pending', lang)}: {s['pending']}, {tr('failed', lang)}: {s['by_state'][FAILED]}, "
+             f"{tr('pending', lang)}: {s['pending']}, {tr('failed', lang)}: {s['by_state']['failed']}, "
              f"{tr('overdue', lang)}: {s['overdue']}"]
     return lines
 
