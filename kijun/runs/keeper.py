@@ -195,8 +195,9 @@ def apply_waivers(waiver_set, hosts) -> None:
 
 
 class sealed_on_error:
-    """An error before any host result (bad --limit, pyinfra failing at start): the opened run is sealed
-    as incomplete at once instead of waiting, running, for the next run to recover it."""
+    """An error inside a run (bad --limit, pyinfra failing at start, a crash or Ctrl-C halfway): the opened
+    run is sealed as incomplete at once, with the hosts it has, instead of waiting, running, for the next
+    run to recover it."""
 
     def __init__(self, keeper: RunKeeper):
         self.keeper = keeper
