@@ -4,7 +4,7 @@ the run as one signed report of kind "advisory", and record each host's outcome 
 "When countermeasure information is obtained, take the required measures promptly on ALL information
 systems ... and make sure they were taken." The apply is kijun.apply.run, the verification
 kijun.fleet.check_fleet; each report host entry carries the apply's `changes` and the verification's
-`results`, like an apply report. The ledger (kijun.store_ledger) keeps one signed row per host:
+`results`, like an apply report. The ledger (kijun.store_ledger) keeps one signed row per host.
 
 An unreachable host stays pending until a later roll-out reaches and verifies it; a confirmed host
 stays confirmed when a later run cannot reach it (nothing new is known), but falls back to failed
