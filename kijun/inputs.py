@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+
 @dataclass
 class InputError(Exception):
     """Bad user input. str() is the one-line message users see."""
