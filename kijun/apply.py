@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kijun import ops
-from kijun.baseline import InputError
+from kijun.inputs import InputError
 from kijun.deploy import RUN_ID, host_calls
 from kijun.inventory import check_connection, target_from_host
 from kijun.model import Baseline

@@ -4,174 +4,40 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from kijun.controls.kinds import forbidden_character
+from kijun.inputs import InputError, StrictLoader, json_path, line_of, load_yaml  # noqa: F401 (re-exported)
 from kijun.model import Baseline, Control, Item, Source
 from kijun.schema import baseline_schema
 from kijun.schema import validator as schema_validator
 
 VAR_RE = re.compile(r"\$\{([a-z][a-z0-9_]*)\}")
+DEFAULT_PATH = "baselines/nisc-core.yaml"
 
 
-@dataclass
-class InputError(Exception):
-    """Bad user input. str() is the one-line message users see."""
+def default_path() -> str:
+    """The repository's baseline when run from a checkout, else the copy shipped in the package."""
+    if Path(DEFAULT_PATH).exists():
+        return DEFAULT_PATH
+    from importlib import resources
 
-    file: str
-    path: str
-    reason: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path or '<root>'}: {self.reason}"
+    return str(resources.files("kijun.data").joinpath("nisc-core.yaml"))
 
 
-def json_path(parts: list[Any] | tuple[Any, ...]) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
-class _Rejected(yaml.MarkedYAMLError):
-    """Valid YAML that kijun refuses (aliases, duplicate keys, ...): the problem text is the reason."""
-
-    def __init__(self, problem: str, mark: yaml.Mark | None):
-        super().__init__(problem=problem, problem_mark=mark)
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline: terminal escapes, CR, NUL
-MAX_DEPTH = 64  # real kijun files nest fewer than 10 levels
-MAX_INT = 2**63  # nothing kijun reads is larger; bigger ones are typos or attacks on int parsing
-
-
-class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when present: 5x faster
-    """SafeLoader for untrusted kijun files: no anchors or aliases (no alias bombs), bounded nesting
-    (both checked on the event stream first, see _check_events), no duplicate keys (a second `expires:`
-    must not silently win), bounded integers, finite floats, no control characters in strings."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if isinstance(key, (str, int, float, bool)) or key is None:
-                    if key in seen:
-                        raise _Rejected(f"duplicate key {key!r} (first at line {seen[key]})", key_node.start_mark)
-                    seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_yaml_int(self, node):
-        digits = re.sub(r"[^0-9a-fA-F]", "", str(node.value))
-        if len(digits) > 20:
-            raise _Rejected(f"integer too large ({len(digits)} digits)", node.start_mark)
-        value = super().construct_yaml_int(node)
-        if abs(value) >= MAX_INT:
-            raise _Rejected(f"integer too large ({value})", node.start_mark)
-        return value
-
-    def construct_yaml_float(self, node):
-        value = super().construct_yaml_float(node)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise _Rejected(f"not a finite number: {node.value}", node.start_mark)
-        return value
-
-    def construct_yaml_str(self, node):
-        value = super().construct_yaml_str(node)
-        bad = _CONTROL.search(value)
-        if bad:
-            raise _Rejected(f"control character U+{ord(bad.group()):04X} in a string", node.start_mark)
-        return value
-
-
-StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
-StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_yaml_float)
-StrictLoader.add_constructor("tag:yaml.org,2002:str", StrictLoader.construct_yaml_str)
-
-
-def _check_events(text: str, loader: type) -> None:
-    """Refuse anchors, aliases and deep nesting before any node is built (an alias bomb never expands)."""
-    depth = 0
-    for event in yaml.parse(text, Loader=loader):
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise _Rejected("YAML anchors and aliases (&, *) are not allowed in kijun files", event.start_mark)
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise _Rejected(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-
-
-def _line_index(node: yaml.Node, prefix: tuple = (), index: dict | None = None,
-                marks: dict | None = None) -> dict[tuple, int]:
-    """Map each path inside the document to its 1-based line, from the composed YAML node tree
-    (and, in marks, each node's (line, column) to its path, to name the place of a later error)."""
-    index = {} if index is None else index
-    marks = {} if marks is None else marks
-    index[prefix] = node.start_mark.line + 1
-    marks.setdefault((node.start_mark.line, node.start_mark.column), prefix)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if not isinstance(k, yaml.ScalarNode):
-                raise _Rejected("a mapping key must be a plain value, not a list or mapping", k.start_mark)
-            index[prefix + (k.value,)] = k.start_mark.line + 1
-            marks[(k.start_mark.line, k.start_mark.column)] = prefix + (k.value,)
-            _line_index(v, prefix + (k.value,), index, marks)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _line_index(v, prefix + (i,), index, marks)
-    return index
-
-
-def line_of(index: dict[tuple, int], parts: tuple) -> int | None:
-    while parts not in index and parts:
-        parts = parts[:-1]
-    return index.get(parts)
-
-
-def load_yaml(path: str | Path, loader: type = StrictLoader) -> tuple[Any, dict[tuple, int], bytes]:
-    """Parse a YAML file (loader: a StrictLoader subclass); raise InputError naming the line and place."""
-    from kijun.inputs import decode_utf8, read_input
-
-    path = str(path)
-    raw = read_input(path)
-    text = decode_utf8(raw, path)
-    index: dict[tuple, int] = {}
-    marks: dict[tuple[int, int], tuple] = {}
-    parser = None
-    try:
-        _check_events(text, loader)
-        parser = loader(text)
-        node = parser.get_single_node()
-        if node is not None:
-            _line_index(node, (), index, marks)
-        data = parser.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        if isinstance(exc, yaml.reader.ReaderError):  # str() of it spans lines; position is bytes in libyaml
-            char = chr(exc.character) if isinstance(exc.character, int) else exc.character
-            raise InputError(path, "", f"YAML error: character #x{ord(char):04x} is not allowed in YAML",
-                             text.count("\n", 0, max(text.find(char), 0)) + 1) from None
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        place = json_path(marks.get((mark.line, mark.column), ())) if mark else ""
-        if isinstance(exc, _Rejected):
-            raise InputError(path, place, exc.problem, line) from None
-        syntax = (yaml.scanner.ScannerError, yaml.parser.ParserError, yaml.composer.ComposerError)
-        reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise InputError(path, place, f"YAML {'syntax error' if isinstance(exc, syntax) else 'error'}: {reason}",
-                         line) from None
-    finally:
-        if parser is not None:
-            parser.dispose()
-    return data, index, raw
+def for_report(report: dict[str, Any], path: str | None = None) -> Baseline | None:
+    """The baseline a stored report is read with: `path` (-b), else the run's own file if it is still
+    there, else the default one; None when there is none."""
+    if path:
+        return load(path)
+    ref = report.get("baseline") or {}
+    if ref.get("path") and Path(ref["path"]).is_file():
+        return load(ref["path"])
+    default = default_path()
+    return load(default) if Path(default).is_file() else None
 
 
 def substitute(value: Any, variables: dict[str, Any]) -> Any:
@@ -264,7 +130,7 @@ def load(path: str | Path) -> Baseline:
     errors = collect_errors(path, data, index)
     if errors:
         raise errors[0]
-    return _build(path, data, index, raw)
+    return build(path, data, index, raw)
 
 
 def validate(path: str | Path) -> list[InputError]:
@@ -276,7 +142,8 @@ def validate(path: str | Path) -> list[InputError]:
     return collect_errors(path, data, index)
 
 
-def _build(path: str, data: dict, index: dict, raw: bytes) -> Baseline:
+def build(path: str, data: dict, index: dict, raw: bytes) -> Baseline:
+    """The model of a document collect_errors() found no problem in (also the controls of an advisory)."""
     controls = []
     for i, c in enumerate(data["controls"]):
         items = tuple(

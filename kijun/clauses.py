@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 
 from kijun import i18n
-from kijun.baseline import InputError, json_path, line_of, load_yaml
+from kijun.inputs import InputError, json_path, line_of, load_yaml
 from kijun.model import CLASSES, Baseline
 
 STATUSES = ("automated", "partial", "manual", "procedural", "background")

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
 import click
 
 from kijun import baseline as baseline_mod
-from kijun.baseline import InputError
 from kijun.cli_bounds import host_bounds
-from kijun.inputs import store_option
+from kijun.inputs import InputError, store_option
 from kijun.present.options import emit, format_option, lang_option, output_option
 
-DEFAULT_BASELINE = "baselines/nisc-core.yaml"
+DEFAULT_BASELINE = baseline_mod.DEFAULT_PATH
 KEY_FILE_LIMIT = 64 * 1024  # PEM keys are a few hundred bytes
 
 
 def default_baseline() -> str:
     """The repository's baseline when run from a checkout, else the copy shipped in the package."""
-    if Path(DEFAULT_BASELINE).exists():
-        return DEFAULT_BASELINE
-    from importlib import resources
-
-    return str(resources.files("kijun.data").joinpath("nisc-core.yaml"))
+    return baseline_mod.default_path()
 
 
 def fail_input(exc: Exception) -> None:
@@ -121,28 +115,20 @@ baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.P
 def check(local, inventory, baseline_path, importance_class, limit, parallel, connect_timeout, host_timeout, max_output,
           store_url, key_path, no_store, waivers, lang, fmt, output) -> None:
     """Verify hosts against the baseline (read-only). Exit 0 compliant, 1 not, 2 input error, interrupted or store failure."""
-    from kijun import check as check_mod
-    from kijun import plan, probe
-    from kijun import report as report_mod
-    from kijun.model import HostTarget
+    from kijun import runs as runs_mod
 
     if local == bool(inventory):
         raise click.UsageError("give exactly one of --local or -i INVENTORY")
     base = baseline_mod.load(baseline_path or default_baseline())
-    waiver_set = _load_waivers(waivers, base)
+    waiver_set = runs_mod.load_waivers(waivers, base)
     if local:
         from kijun.i18n import t
 
         notes = () if importance_class else (t("class-defaulted", lang).format(cls="I"),)
-        target = HostTarget(name=socket.gethostname(), importance_class=importance_class or "I")
-        runner = probe.make_local_runner(host_timeout, max_output)
-        hosts = [check_mod.check_host(plan.plan_host(base, target), target, runner)]
-        _apply_waivers(waiver_set, hosts)
-        report = report_mod.build_report("check", hosts, baseline=base, inventory={"path": "local", "digest": ""})
-        _show(report, fmt, lang, output, base, notes)
-        exit_for(hosts)
-    from kijun import fleet
-    from kijun import runs as runs_mod
+        run = runs_mod.check_local(base, importance_class or "I", host_timeout=host_timeout, max_output=max_output,
+                                   waiver_set=waiver_set)
+        _show(run.report, fmt, lang, output, base, notes)
+        exit_for(run.hosts)
 
     inv = runs_mod.load_fleet(base, inventory, tuple(limit))
     for err in inv.errors:
@@ -155,7 +141,7 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     hosts, keeper = run.hosts, run.keeper
     _show(run.report, fmt, lang, output, base)
     if run.interrupted:
-        not_checked = sum(h.error == fleet.NOT_CHECKED for h in hosts)
+        not_checked = run.not_checked
         where = f"run {keeper.run_id} sealed as incomplete (interrupted)" if keeper.stored else "run interrupted"
         click.echo(f"kijun: {where}: {len(hosts) - not_checked} host(s) checked, {not_checked} not checked", err=True)
     if keeper.failure:
@@ -163,18 +149,6 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     if inv.errors or keeper.failure or run.interrupted:
         sys.exit(2)
     exit_for(hosts)
-
-
-def _load_waivers(path, base):
-    from kijun import runs as runs_mod
-
-    return runs_mod.load_waivers(path, base)
-
-
-def _apply_waivers(waiver_set, hosts) -> None:
-    from kijun import runs as runs_mod
-
-    runs_mod.apply_waivers(waiver_set, hosts)
 
 
 @main.command()
@@ -257,16 +231,9 @@ def keygen(output) -> None:
 
 
 def _public_keys(pub_paths, key_path):
-    from kijun import signing
-    from kijun.inputs import read_input
+    from kijun import runs as runs_mod
 
-    paths = list(pub_paths) or [signing.public_path(Path(key_path).expanduser() if key_path else signing.default_key_path())]
-    for p in paths:
-        read_input(p, KEY_FILE_LIMIT)
-    try:
-        return signing.load_public_keys(paths)
-    except Exception as exc:
-        raise InputError(str(paths[0]), "", f"cannot load public key: {exc}") from None
+    return runs_mod.public_keys(pub_paths, key_path)
 
 
 @main.command()
@@ -276,7 +243,7 @@ def _public_keys(pub_paths, key_path):
 @click.argument("files", nargs=-1, type=click.Path())
 def verify(store_url, key_path, pub_paths, files) -> None:
     """Verify signatures and the hash chain of stored runs (or of exported report FILES)."""
-    from kijun import advisory as advisory_mod
+    from kijun import runs as runs_mod
     from kijun import store as store_mod
 
     keys = _public_keys(pub_paths, key_path)
@@ -290,7 +257,7 @@ def verify(store_url, key_path, pub_paths, files) -> None:
                 more = f" (and {len(damage) - 2} more)" if len(damage) > 2 else ""
                 click.echo(f"kijun: corrupt: {st.url}: integrity check: {'; '.join(damage[:2])}{more}", err=True)
                 sys.exit(1)
-            problems = st.verify_chain(keys) + advisory_mod.verify_ledger(st, keys)
+            problems = runs_mod.verify_store(st, keys)
     for e in bad_input:  # not a report at all: an input error, named with its file
         click.echo(f"kijun: error: {e}", err=True)
     for p in problems:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from kijun.baseline import InputError
 from kijun.cli_reports import _emit, _store, baseline_option, lang_option, output_option, store_option
+from kijun.inputs import InputError
 
 DEFAULT_MAP = "baselines/clauses/nisc.yaml"
 
@@ -56,10 +56,9 @@ def clauses(map_path, baseline_path, run_id, store_url, statuses, check_only, se
     """Seed clauses with their status (automated/partial/manual/procedural/background) and implementing controls."""
     from kijun import baseline as baseline_mod
     from kijun import clauses as clauses_mod
-    from kijun import cli
 
     cmap = clauses_mod.load(map_path or default_map())
-    base = baseline_mod.load(baseline_path or cli.default_baseline())
+    base = baseline_mod.load(baseline_path or baseline_mod.default_path())
     if check_only:
         seed_dir = Path(seeds) if seeds else default_seeds()
         if seed_dir is not None and not seed_dir.is_dir():
@@ -100,10 +99,9 @@ def clauses(map_path, baseline_path, run_id, store_url, statuses, check_only, se
 def params(baseline_path, inventory, fmt, lang) -> None:
     """Baseline variables: value per class, source (seed clause or kijun default and its reference), overrides."""
     from kijun import baseline as baseline_mod
-    from kijun import cli
     from kijun import params as params_mod
 
-    base = baseline_mod.load(baseline_path or cli.default_baseline())
+    base = baseline_mod.load(baseline_path or baseline_mod.default_path())
     targets = []
     if inventory:
         from kijun import inventory as inventory_mod

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from kijun.baseline import InputError
 from kijun.cli_bounds import host_bounds
 from kijun.inputs import store_option
 from kijun.present.options import format_option, lang_option, output_option
@@ -33,15 +32,6 @@ def report_validation(errors: list, n_files: int, kind: str) -> None:
     click.echo(f"ok: {n_files} {kind} file(s) valid")
 
 
-def _signer(key_path):
-    from kijun import cli, signing
-
-    try:
-        return cli._signer(key_path)
-    except signing.SigningError as exc:
-        raise InputError(str(key_path or signing.default_key_path()), "", str(exc)) from None
-
-
 def _store(store_url):
     from kijun.store import Store
 
@@ -51,17 +41,8 @@ def _store(store_url):
 def resolve_baseline(report: dict, baseline_path: str | None):
     """The baseline a report is read with: -b, else the run's own file if it is still there, else the default."""
     from kijun import baseline as baseline_mod
-    from kijun import cli
 
-    if baseline_path:
-        return baseline_mod.load(baseline_path)
-    ref = report.get("baseline") or {}
-    if ref.get("path") and Path(ref["path"]).is_file():
-        return baseline_mod.load(ref["path"])
-    default = cli.default_baseline()
-    if Path(default).is_file():
-        return baseline_mod.load(default)
-    return None
+    return baseline_mod.for_report(report, baseline_path)
 
 
 def _emit(text: str, output: str | None, fmt: str = "table") -> None:
@@ -138,25 +119,23 @@ def inspect(store_url, key_path, run_id, baseline_path, classes, tags, no_store,
 
     Stored as a signed report of kind "inspect". Exit 0 no gap, 1 gaps, 2 input error.
     """
-    from kijun import inspect_report
+    from kijun import runs as runs_mod
 
-    classes = _classes(classes, "--classes")
-    signer = None if no_store else _signer(key_path)
-    with _store(store_url) as st:
-        from kijun import matrix as matrix_mod
-
-        report = matrix_mod.pick_report(st, run_id)
-        base = resolve_baseline(report, baseline_path)
-        if base is None:
-            raise InputError(str(baseline_path or "<baseline>"), "", "inspect needs the baseline (tags, severities): pass -b")
-        data = inspect_report.build(report, base, classes=classes, tags=_split(tags), lang=lang)
-        if not no_store:
-            signed = inspect_report.store_report(st, signer, data, report)
-            click.echo(f"inspection stored as run {signed['run_id']} (kind inspect, chain {signed['chain']['sequence']})", err=True)
+    run = runs_mod.inspect(store_url=store_url, key_path=key_path, no_store=no_store, run_id=run_id,
+                           baseline_path=baseline_path, classes=_classes(classes, "--classes"), tags=_split(tags),
+                           lang=lang)
+    if run.stored:
+        sealed = run.report
+        click.echo(f"inspection stored as run {sealed['run_id']} (kind inspect, chain {sealed['chain']['sequence']})",
+                   err=True)
+    elif run.keeper is not None and run.keeper.failure:
+        click.echo(f"kijun: error: {run.keeper.failure}", err=True)
+    elif run.not_stored:
+        click.echo(f"kijun: note: inspection not stored: {run.not_stored}", err=True)
     from kijun import present
 
-    _emit(present.render(fmt, "inspect", data, lang), output, fmt)
-    sys.exit(1 if data["gaps"] else 0)
+    _emit(present.render(fmt, "inspect", run.data, lang), output, fmt)
+    sys.exit(2 if run.keeper is not None and run.keeper.failure else 1 if run.data["gaps"] else 0)
 
 
 @click.group()
@@ -185,20 +164,26 @@ def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, 
     Exit 0 when every host of this roll-out is applied and verified, 1 otherwise, 2 input error.
     """
     from kijun import advisory as advisory_mod
+    from kijun import advisory_report
+    from kijun import runs as runs_mod
 
     adv = advisory_mod.load(advisory_file)
-    signer = _signer(key_path)
 
     def progress(line):
-        _echo_host_text(f"  {line}\n", "table")  # may carry a host's error text
+        from kijun.termsafe import clean
 
-    with _store(store_url) as st:
-        result = advisory_mod.roll_out(adv, inventory, st, signer, confirmed_by=confirmed_by, pending_only=pending_only,
-                                       limit=tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
-                                       tofu=tofu, progress=progress, host_timeout=host_timeout, max_output=max_output)
+        click.echo(clean(f"  {line}"), err=True)  # may carry a host's error text; stdout is the result (JSON)
+
+    result = runs_mod.roll_out(adv, inventory, store_url=store_url, key_path=key_path, confirmed_by=confirmed_by,
+                               pending_only=pending_only, limit=tuple(limit), parallel=parallel,
+                               connect_timeout=connect_timeout, tofu=tofu, progress=progress,
+                               host_timeout=host_timeout, max_output=max_output)
     for err in result.inventory_errors:
         click.echo(f"kijun: error: {err}", err=True)
-    _echo_host_text(advisory_mod.render_rollout(result, fmt, lang), fmt)
+    _echo_host_text(advisory_report.render_rollout(result, fmt, lang), fmt)
+    if result.keeper is not None and result.keeper.failure:
+        click.echo(f"kijun: error: {result.keeper.failure}", err=True)
+        sys.exit(2)
     if result.inventory_errors:
         sys.exit(2)
     sys.exit(0 if result.all_confirmed else 1)
@@ -219,16 +204,16 @@ def advisory_status(advisory_id, inventory, store_url, key_path, pub_paths, fmt,
 
     Exit 0 only when every host is applied and verified (by a signed ledger row), 1 otherwise, 2 input error.
     """
-    from kijun import advisory as advisory_mod
-    from kijun import cli
+    from kijun import advisory_report
+    from kijun import runs as runs_mod
     from kijun.termsafe import clean
 
-    keys = cli._public_keys(pub_paths, key_path)
+    keys = runs_mod.public_keys(pub_paths, key_path)
     with _store(store_url) as st:
-        data = advisory_mod.status(st, advisory_id, inventory, public_keys=keys)
+        data = runs_mod.advisory_status(st, advisory_id, inventory, public_keys=keys)
     for line in data["tampered"]:
         click.echo(clean(f"kijun: tampered: {line}"), err=True)
-    _echo_host_text(advisory_mod.render_status(data, fmt, lang), fmt)
+    _echo_host_text(advisory_report.render_status(data, fmt, lang), fmt)
     sys.exit(0 if data["all_confirmed"] and not data["tampered"] else 1)
 
 
@@ -252,14 +237,13 @@ def waivers() -> None:
 def waivers_check(file, baseline_path) -> None:
     """Validate a waiver file. Exit 0 ok, 1 with warnings (expired, unknown control), 2 invalid."""
     from kijun import baseline as baseline_mod
-    from kijun import cli
     from kijun import waivers as waivers_mod
 
     base = None
     if baseline_path:
         base = baseline_mod.load(baseline_path)
-    elif Path(cli.default_baseline()).is_file():
-        base = baseline_mod.load(cli.default_baseline())
+    elif Path(baseline_mod.default_path()).is_file():
+        base = baseline_mod.load(baseline_mod.default_path())
     errors, warnings = waivers_mod.validate(file, base)
     for e in errors:
         click.echo(str(e), err=True)

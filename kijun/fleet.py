@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from kijun import check, plan, probe
-from kijun.baseline import InputError
+from kijun.inputs import InputError
 from kijun.model import Baseline, ControlResult, HostResult, HostTarget
 from kijun.msg import Msg
 from kijun.remote import Unreachable, runner_for

@@ -11,9 +11,9 @@ and turns every gap into one prioritised remediation list:
            host, then by control id
   groups   the ranked gaps per organisation and branch (ranks stay global)
 
-The result is stored as a signed, chained report of kind "inspect": one host entry per inspected
-host with only the inspected controls; each gap result carries "priority": {rank, score, gap,
-severity}, and each host "inspected_from": the check run it came from.
+The run (kijun.runs.inspection) stores it as a signed, chained report of kind "inspect": one host
+entry per inspected host with only the inspected controls; each gap result carries "priority":
+{rank, score, gap, severity}, and each host "inspected_from": the check run it came from.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from kijun.baseline import InputError
 from kijun.i18n import message
+from kijun.inputs import InputError
 from kijun.matrix import NONE_LABEL, STATUS_ORDER, tr
 from kijun.model import Baseline
 
@@ -130,38 +130,4 @@ def build(report: dict[str, Any], baseline: Baseline, *, classes: tuple[str, ...
     }
 
 
-# --- storing as a signed report ----------------------------------------------------------------
-
-def store_report(store: Any, signer: Any, data: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
-    """Seal the inspection as a signed, chained report of kind "inspect"; return it (data gets its run id)."""
-    inspected = {c["id"] for c in data["controls"]}
-    priority = {(g["host"], g["control_id"]): g for g in data["gaps"]}
-    wanted = {h["host"] for h in data["hosts"]}
-    run_id = store.begin_run(
-        {"kind": "inspect", "baseline": report.get("baseline"), "inventory": report.get("inventory")}, signer)
-    try:
-        for h in report.get("hosts") or []:
-            if h["host"] not in wanted:
-                continue
-            results = []
-            for r in h.get("results") or []:
-                if r["control_id"] not in inspected:
-                    continue
-                r = dict(r)
-                g = priority.get((h["host"], r["control_id"]))
-                if g is not None:
-                    r["priority"] = {"rank": g["rank"], "score": g["score"], "gap": g["gap"], "severity": g["severity"]}
-                results.append(r)
-            facts = {k: v for k, v in (h.get("facts") or {}).items() if k in ("hostname", "os", "kernel")}
-            store.add_host_result(
-                run_id, {**h, "facts": facts, "results": results, "inspected_from": report["run_id"]}, signer)
-    except BaseException:
-        store.finish_run(run_id, signer, complete=False)
-        raise
-    signed = store.finish_run(run_id, signer, complete=True)
-    data["inspect_run"] = {"run_id": run_id, "sequence": signed["chain"]["sequence"],
-                           "signed_by": signed["signature"]["key_id"]}
-    return signed
-
-
-__all__ = ["build", "store_report", "score", "gap_kind", "NONE_LABEL"]
+__all__ = ["build", "score", "gap_kind", "NONE_LABEL"]

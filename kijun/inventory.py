@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kijun import hostspec
-from kijun.baseline import InputError
+from kijun.inputs import InputError
 from kijun.model import CLASSES, HostTarget
 
 SECRET_KEYS = ("ssh_password", "_sudo_password", "_su_password", "ssh_key_password")

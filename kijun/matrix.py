@@ -239,15 +239,8 @@ def build(report: dict[str, Any], baseline: Baseline | None = None, *, filters: 
 # --- picking runs from the store ---------------------------------------------------------------
 
 def pick_report(store: Any, run_id: str | None = None, kind: str = "check") -> dict[str, Any]:
-    """The given run's report, or the latest complete run of kind."""
-    from kijun.baseline import InputError
-
-    if run_id:
-        return store.get_report(run_id)
-    latest = store.latest(1, kind=kind, complete_only=True)
-    if not latest:
-        raise InputError(store.url, "", f"no complete {kind} run stored yet (run `kijun check -i INVENTORY` first)")
-    return latest[0]
+    """The given run's report, or the latest complete run of kind (kijun.store.Store.pick)."""
+    return store.pick(run_id, kind)
 
 
 def history_for(store: Any, report: dict[str, Any], limit: int = 0) -> list[dict[str, Any]]:

@@ -9,8 +9,9 @@ from typing import Any
 
 import jsonschema
 
-from kijun.baseline import InputError, _schema_reason, json_path, substitute
+from kijun.baseline import _schema_reason, substitute
 from kijun.controls import REGISTRY
+from kijun.inputs import InputError, json_path
 from kijun.model import Baseline, Control, HostTarget
 from kijun.msg import Msg
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import jsonschema
 
-from kijun.baseline import InputError, json_path
+from kijun.inputs import InputError, json_path
 from kijun.model import STATUSES
 from kijun.msg import Msg, encode
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import socket
 import sqlite3
 import stat
@@ -29,7 +28,8 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kijun.baseline import InputError
+from kijun.inputs import PASSWORD_FILE_ENV, InputError, url_has_password  # noqa: F401 (re-exported)
+from kijun.inputs import redact_url as _redact
 from kijun.report import (
     KINDS, build_report, digest, dumps, full_bytes, host_dict, host_errors, load_report, report_errors, utc_now,
     new_run_id,
@@ -147,19 +147,6 @@ def _owner_gone(owner: str, updated: str, stale_after: float) -> bool:
 
 PG_LIVENESS = {"connect_timeout": 15, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
                "keepalives_count": 3}
-
-
-def _redact(url: str) -> str:
-    """A store URL fit for messages: a password in postgresql://user:pw@host never reaches a log."""
-    url = re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
-    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
-
-
-PASSWORD_FILE_ENV = "KIJUN_STORE_PASSWORD_FILE"  # set by --store-password-file too
-
-
-def url_has_password(url: str | None) -> bool:
-    return bool(url) and _redact(str(url)) != str(url)
 
 
 def _password_from_file() -> str | None:
@@ -328,6 +315,16 @@ class Store:
         return data
 
     def _transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    # --- for tables kept beside the runs (kijun.store_ledger) -----------------------------------
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """One statement (`?` placeholders, either dialect) and all its rows; errors are StoreError."""
+        return self._q(sql, params)
+
+    def transaction(self) -> _Transaction:
+        """An exclusive write transaction: `with store.transaction(): ...` commits or rolls back."""
         return _Transaction(self)
 
     def add_columns(self, table: str, columns: Iterable[tuple[str, str]]) -> None:
@@ -593,6 +590,15 @@ class Store:
         params.append(n)
         rows = self._q(sql.replace("SELECT report", "SELECT report, run_id"), tuple(params))
         return [self._loads(r[0], r[1], "report") for r in rows]
+
+    def pick(self, run_id: str | None = None, kind: str = "check") -> dict[str, Any]:
+        """The given run's report, or the latest complete run of kind (what reports are read from)."""
+        if run_id:
+            return self.get_report(run_id)
+        latest = self.latest(1, kind=kind, complete_only=True)
+        if not latest:
+            raise InputError(self.url, "", f"no complete {kind} run stored yet (run `kijun check -i INVENTORY` first)")
+        return latest[0]
 
     def previous_of_fleet(self, report: dict[str, Any], kind: str = "check") -> dict[str, Any] | None:
         """The newest complete sealed run of `kind` before `report` that covered the same inventory and

@@ -24,100 +24,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-from kijun.baseline import InputError, StrictLoader, json_path, line_of, load_yaml
+from kijun.inputs import (  # noqa: F401 (load_yaml_plain, schema_reason, schema_errors re-exported)
+    InputError, json_path, line_of, load_checked, load_yaml_plain, parse_date, schema_errors, schema_reason,
+    shipped_schema,
+)
 from kijun.model import Baseline
 
 WAIVABLE = frozenset({"fail", "error"})
-
-
-class _NoDatesLoader(StrictLoader):
-    """StrictLoader that keeps YYYY-MM-DD as strings, so an impossible date is ours to report."""
-
-
-_NoDatesLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in StrictLoader.yaml_implicit_resolvers.items()
-}
-
-
-def load_yaml_plain(path: str | Path) -> tuple[Any, dict[tuple, int], bytes]:
-    """Like kijun.baseline.load_yaml, but dates stay strings (no constructor crash on 2026-02-30)."""
-    return load_yaml(path, _NoDatesLoader)
-
-
-def load_checked(path: str, kind: str, shape: str) -> tuple[Any, dict[tuple, int], bytes, list[InputError]]:
-    """A waiver or advisory file, parsed and checked against its schema: (data, line index, bytes, errors)."""
-    try:
-        data, index, raw = load_yaml_plain(path)
-    except InputError as exc:
-        return None, {}, b"", [exc]
-    if data is None:
-        return None, index, raw, [InputError(path, "", f"empty file: expected `{shape}`", 1)]
-    return data, index, raw, schema_errors(path, data, index, kind)
-
-
-def parse_date(text: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(text)
-    except (TypeError, ValueError):
-        return None
-
-
-@lru_cache(maxsize=None)
-def schema(name: str) -> dict[str, Any]:
-    text = resources.files("kijun").joinpath(f"schemas/{name}.schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
-def schema_reason(e: jsonschema.ValidationError) -> str:
-    """One readable reason for a schema error (shared with kijun.advisory)."""
-    field_name = e.absolute_path[-1] if e.absolute_path else ""
-    if e.validator == "required":
-        missing = e.message.split("'")[1] if "'" in e.message else e.message
-        why = {
-            "approver": "an approver is required (the head of the unit that accepts the risk)",
-            "expires": "an expiry date is required (expires: YYYY-MM-DD): waivers never hold forever",
-            "justification": "a justification is required",
-        }.get(missing)
-        return why or f"{missing!r} is required"
-    if e.validator == "anyOf" and isinstance(e.instance, dict) and "control" in e.instance:
-        return "name the hosts and/or groups the waiver covers (hosts: [...] or groups: [...])"
-    if e.validator == "additionalProperties" and isinstance(e.instance, dict):
-        known = set(e.schema.get("properties", {}))
-        return "unknown key(s): " + ", ".join(repr(k) for k in sorted(set(e.instance) - known))
-    if e.validator in ("minLength", "pattern") and field_name in ("approver", "justification"):
-        return f"{field_name} must not be empty"
-    if e.validator == "pattern" and field_name in ("expires", "deadline", "issued"):
-        return f"{field_name} must be a date YYYY-MM-DD (got {e.instance!r})"
-    if e.validator == "pattern" and field_name == "control":
-        return f"not a control id: {e.instance!r}"
-    return " ".join(e.message.split())[:200]
-
-
-def schema_errors(path: str, data: Any, index: dict[tuple, int], schema_name: str) -> list[InputError]:
-    from kijun.schema import validator as schema_validator
-
-    validator = schema_validator(schema(schema_name))
-    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
-    return [InputError(path, json_path(_error_path(e)), schema_reason(e), line_of(index, tuple(e.absolute_path)))
-            for e in errors]
-
-
-def _error_path(e: jsonschema.ValidationError) -> list:
-    """Where the error is; a missing key is named in the path (waivers[0].approver), not only the reason."""
-    path = list(e.absolute_path)
-    if e.validator == "required" and "'" in e.message:
-        path.append(e.message.split("'")[1])
-    return path
+schema = shipped_schema  # the name older callers use
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,10 @@ import time
 import uuid
 from pathlib import Path
 
+from kijun.lab.common import LabError, read_state  # noqa: F401 (LabError: re-exported)
+from kijun.lab.common import alive as _alive
+from kijun.lab.common import starttime as _starttime
+from kijun.lab.common import state_file as _state_file
 from kijun.lab.rootfs import BOOT_FLAVOURS, DEFAULT_CACHE, SUITES, build_rootfs, mounts_under
 
 DEFAULT_STATE = Path(os.environ.get("KIJUN_LAB_STATE", "/var/lib/kijun/lab"))
@@ -63,10 +67,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 INOTIFY_STATE = Path("/run/kijun-lab/inotify.json")
 INOTIFY_MIN = 8192
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class LabError(RuntimeError):
-    """A lab operation failed; the message names what failed."""
 
 
 @dataclasses.dataclass
@@ -201,30 +201,12 @@ def _require_root() -> None:
         raise LabError("the lab needs root (network namespaces, overlay mounts): run as root or with sudo")
 
 
-def _starttime(pid: int) -> int | None:
-    """Start time of a live process, None if gone or a zombie (the VM's init may reap late)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] in "ZX" else int(fields[19])  # state, starttime (field 22 of stat)
-
-
-def _alive(rec) -> bool:
-    # A pid counts as ours only if its start time matches the one recorded: pids get reused.
-    return bool(rec) and _starttime(rec[0]) == rec[1]
-
-
 @contextlib.contextmanager
 def _locked(state_dir: Path):
     state_dir.mkdir(parents=True, exist_ok=True)
     with open(state_dir / ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
-
-
-def _state_file(state_dir: Path) -> Path:
-    return state_dir / "hosts.json"
 
 
 def load(state_dir: Path | str = DEFAULT_STATE) -> list[LabHost]:
@@ -236,8 +218,7 @@ def load(state_dir: Path | str = DEFAULT_STATE) -> list[LabHost]:
 
 def load_state(state_dir: Path | str = DEFAULT_STATE) -> dict:
     """The whole state file ({} when no lab is recorded there)."""
-    f = _state_file(Path(state_dir))
-    return json.loads(f.read_text()) if f.exists() else {}
+    return read_state(state_dir)
 
 
 def lab_net(state: dict) -> dict | None:

@@ -97,7 +97,8 @@ def add_suites(sd: Path, rootfs_by_suite: dict[str, Path]) -> None:
 
 def start(state_dir: Path, netcfg: dict, rootfs_by_suite: dict[str, Path], timeout: float = 30) -> dict:
     """Create the mirror tree and the "internet" address, start the service process; return its record."""
-    from kijun.lab.hosts import LabError, _starttime
+    from kijun.lab.common import LabError
+    from kijun.lab.common import starttime as _starttime
 
     if not shutil.which("apt-ftparchive"):
         raise LabError("apt-ftparchive not found (apt-get install apt-utils): the lab's update mirror needs it")
@@ -132,7 +133,7 @@ def start(state_dir: Path, netcfg: dict, rootfs_by_suite: dict[str, Path], timeo
 
 def stop(rec: dict) -> list[str]:
     """Kill the service process (only if its start time still matches) and drop the internet address."""
-    from kijun.lab.hosts import _alive
+    from kijun.lab.common import alive as _alive
 
     errors = []
     pid = rec.get("pid")
@@ -156,7 +157,8 @@ def publish_security_update(state_dir: Path | str, package: str = "rsyslog", sui
     The copy comes from the suite's offline repository (the version the hosts have installed);
     returns {suite: new version}. Hosts see it after `apt-get update`.
     """
-    from kijun.lab.hosts import LabError, load_state
+    from kijun.lab.common import LabError
+    from kijun.lab.common import read_state as load_state
 
     if not _PKG_RE.match(package):
         raise LabError(f"publish: {package!r} is not a Debian package name")

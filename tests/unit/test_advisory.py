@@ -12,13 +12,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from kijun import advisory
+from kijun import advisory, advisory_report, runs
 from kijun.apply import HostApply, OpOutcome
 from kijun.baseline import InputError
 from kijun.cli import main
 from kijun.model import ControlResult, HostResult
 from kijun.signing import load_public_keys, public_path
 from kijun.store import Store
+from kijun.store_ledger import Ledger
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,13 +125,13 @@ def setup(tmp_path, signer, key_path):  # noqa: F811
 
 def roll(setup, fleet, **kw):
     with Store(setup["db"]) as st:
-        return advisory.roll_out(setup["adv"], setup["inv"], st, setup["signer"], apply_fn=fleet.apply,
+        return runs.roll_out(setup["adv"], setup["inv"], store=st, sign_key=setup["signer"], apply_fn=fleet.apply,
                                  check_fn=fleet.check, confirmed_by="CSIRT 佐藤", **kw)
 
 
 def status(setup, today=dt.date(2025, 6, 10)):
     with Store(setup["db"]) as st:
-        return advisory.status(st, "EXAMPLE-2025-001", today=today, public_keys=[setup["signer"].public_key()])
+        return runs.advisory_status(st, "EXAMPLE-2025-001", today=today, public_keys=[setup["signer"].public_key()])
 
 
 def states(data):
@@ -181,7 +182,7 @@ def test_failed_verification_and_confirmation_rules(setup):
     got = states(status(setup))
     assert got == {"hq-01": "applied-and-verified", "hq-02": "applied-and-verified", "kanto-01": "failed"}
     with Store(setup["db"]) as st:
-        events = advisory.Ledger(st).events("EXAMPLE-2025-001", "hq-02")
+        events = Ledger(st).events("EXAMPLE-2025-001", "hq-02")
     assert [e["state"] for e in events] == ["applied-and-verified", "unreachable"]
 
 
@@ -194,9 +195,9 @@ def test_status_lists_never_reached_hosts_and_overdue(setup):
     assert data["days_left"] == -1
     units = {(u["organisation"], u["branch"]): (u["confirmed"], u["outstanding"]) for u in data["units"]}
     assert units == {("ministry-a", "honsho"): (2, 0), ("ministry-a", "kanto-branch"): (0, 1)}
-    text = advisory.render_status(data, "table", "ja")
+    text = advisory_report.render_status(data, "table", "ja")
     assert "未完了" in text and "期限超過" in text and "1日超過" in text
-    assert "overdue" in advisory.render_status(data, "markdown", "en")
+    assert "overdue" in advisory_report.render_status(data, "markdown", "en")
 
 
 def test_cli_status_exit_codes(setup):

@@ -4,8 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-from kijun import present
-from kijun import inspect_report
+from kijun import inspect_report, present, runs
 from kijun.cli import main
 from kijun.signing import load_public_keys, public_path, verify_signature
 from kijun.store import Store
@@ -74,7 +73,7 @@ def test_stored_signed_and_tampering_detected(fleet, signer, key_path):  # noqa:
     with Store(fleet["db"]) as st:
         report = st.latest(1)[0]
         data = inspect_report.build(report, fleet["base"], classes=ALL)
-        signed = inspect_report.store_report(st, signer, data, report)
+        signed, _ = runs.store_inspection(data, report, store=st, sign_key=signer, say=lambda line: None)
         assert signed["kind"] == "inspect" and data["inspect_run"]["run_id"] == signed["run_id"]
         assert signed["chain"]["sequence"] == report["chain"]["sequence"] + 1
         verify_signature(signed, keys)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kijun import advisory
+from kijun import advisory, runs
 from kijun.cli import main
 from kijun.report import full_bytes
 from kijun.signing import generate_key, load_private, load_public_keys, public_path
@@ -220,7 +220,7 @@ def ledger(tmp_path, signer, key_path):
 
 def roll(setup, **kw):
     with Store(setup["db"]) as st:
-        return advisory.roll_out(setup["adv"], setup["inv"], st, setup["signer"], apply_fn=setup["fleet"].apply,
+        return runs.roll_out(setup["adv"], setup["inv"], store=st, sign_key=setup["signer"], apply_fn=setup["fleet"].apply,
                                  check_fn=setup["fleet"].check, confirmed_by="CSIRT", **kw)
 
 

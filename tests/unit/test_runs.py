@@ -133,9 +133,9 @@ def _free_port() -> int:
         return s.getsockname()[1]  # closed again at once: connecting is refused
 
 
-def kijun(args, cwd):
+def kijun(args, cwd, extra_env=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIJUN_")}
-    env.update(PYTHONPATH=str(ROOT), PYINFRA_PROGRESS="off")
+    env.update(PYTHONPATH=str(ROOT), PYINFRA_PROGRESS="off", **(extra_env or {}))
     return subprocess.run([sys.executable, "-m", "kijun.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=600)
 

@@ -149,19 +149,21 @@ def test_a_fabricated_running_run_is_not_sealed(pg_url, signer, pubkeys):  # noq
 
 
 def test_an_updated_advisory_ledger_is_flagged(pg_url, signer, pubkeys, tmp_path):  # noqa: F811
-    from kijun import advisory
+    from kijun import advisory, runs
+    from kijun.store_ledger import verify_ledger
     from test_advisory import EXAMPLE, FakeFleet, INVENTORY
 
     inv = tmp_path / "inventory.py"
     inv.write_text(INVENTORY, encoding="utf-8")
     fleet = FakeFleet({"hq-01": "ok", "hq-02": "ok", "kanto-01": "down"})
     with Store(pg_url) as s:
-        advisory.roll_out(advisory.load(str(EXAMPLE)), str(inv), s, signer, apply_fn=fleet.apply, check_fn=fleet.check)
+        runs.roll_out(advisory.load(str(EXAMPLE)), str(inv), store=s, sign_key=signer, apply_fn=fleet.apply,
+                      check_fn=fleet.check)
     sql(pg_url, "UPDATE kijun_advisory_hosts SET state = 'applied-and-verified', confirmed_at = updated")
     with Store(pg_url) as s:
-        data = advisory.status(s, "EXAMPLE-2025-001", public_keys=pubkeys)
+        data = runs.advisory_status(s, "EXAMPLE-2025-001", public_keys=pubkeys)
         assert not data["all_confirmed"] and len(data["tampered"]) == 1 and "host kanto-01" in data["tampered"][0]
-        assert advisory.verify_ledger(s, pubkeys) == [
+        assert verify_ledger(s, pubkeys) == [
             "advisory EXAMPLE-2025-001: host kanto-01: ledger row signature does not match the row (edited or forged)"]
 
 
