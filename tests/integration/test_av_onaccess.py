@@ -68,7 +68,7 @@ def test_onaccess_scanner_judged_by_its_fanotify_marks(lab, av_baseline):
         assert "1 fanotify marks" in ok["observed"] and ok["observed"].endswith("on access: /srv"), ok
         real = kijun("apply", "-i", INVENTORY, "-b", av_baseline, "--limit", host.name, "--format", "json", "--no-verify", "--no-store")
         assert real.returncode == 0, real.stdout[-3000:] + real.stderr[-3000:]
-        assert not any(op["status"] == "changed" for o in json.loads(real.stdout) for op in o["ops"])
+        assert not any(op["status"] == "changed" for o in json.loads(real.stdout)["hosts"] for op in o["changes"])
     finally:
         sh("kill $(cat /tmp/kijun-sa.pids) 2>/dev/null; rm -rf /tmp/kijun-sa /tmp/kijun-sa.pids /tmp/kijun-fan.py "
            "/etc/clamav/clamd.conf; apt-get purge -y -q clamav >/dev/null 2>&1; true")

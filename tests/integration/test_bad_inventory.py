@@ -57,6 +57,6 @@ def test_apply_skips_bad_hosts_and_applies_the_good_one(lab, tmp_path):
     inv = write_inventory(lab, tmp_path)
     r = kijun("apply", "-i", str(inv), "--dry", "--format", "json")
     assert r.returncode == 1, r.stderr
-    out = {o["host"]: o for o in json.loads(r.stdout)}
-    assert out["good"]["reachable"] and out["good"]["ops"]
+    out = {o["host"]: o for o in json.loads(r.stdout)["hosts"]}
+    assert out["good"]["reachable"] and out["good"]["changes"]
     assert not out["wrong-key"]["reachable"] and not out["no-such-host"]["reachable"]

@@ -97,11 +97,11 @@ def apply(inventory: Path, *extra: str) -> list[dict]:
     r = kijun("apply", "-i", str(inventory), "-b", str(BASELINE), "--no-store", "--no-verify", "--format", "json",
               "--host-timeout", "600", *extra)
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
-    return json.loads(r.stdout)
+    return json.loads(r.stdout)["hosts"]
 
 
 def changed(outcomes: list[dict]) -> dict[str, list[str]]:
-    return {o["host"]: sorted({op["control_id"] for op in o["ops"] if op["status"] == "changed"})
+    return {o["host"]: sorted({op["control_id"] for op in o["changes"] if op["status"] == "changed"})
             for o in outcomes}
 
 

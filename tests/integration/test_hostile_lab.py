@@ -107,7 +107,7 @@ def test_hostile_baseline_on_a_lab_host(path, lab, good_inventory, tmp_path):
                 host = out["hosts"][0]
                 assert host["reachable"] and {x["status"] for x in host["results"]} != {"unreachable"}, host
             else:
-                assert out[0]["reachable"] and not out[0]["error"], out
+                assert out["hosts"][0]["reachable"] and not out["hosts"][0]["error"], out
         else:
             assert r.returncode == 2, (args, r.stdout, r.stderr)
             assert r.stderr.strip().splitlines()[-1].startswith(f"kijun: error: {base}"), r.stderr
@@ -151,14 +151,14 @@ def test_hostile_inventory_host_beside_a_good_one(case, lab, tmp_path):
             continue
         # refused when the host's plan is made (kijun_vars breaking a parameter's kind): that host gets its
         # error and no operation, the others are worked on
-        out = {o["host"]: o for o in json.loads(r.stdout)}
+        out = {o["host"]: o for o in json.loads(r.stdout)["hosts"]}
         assert out["good"]["reachable"] and not out["good"]["error"], out["good"]
         bad = [o for name, o in out.items() if name != "good"]
         assert len(bad) == 1
         if expect == "quoted":
             assert bad[0]["reachable"] and not bad[0]["error"], bad[0]
         else:
-            assert bad[0]["error"] and not any(op["status"] in ("changed", "would-change") for op in bad[0]["ops"]), bad[0]
+            assert bad[0]["error"] and not any(op["status"] in ("changed", "would-change") for op in bad[0]["changes"]), bad[0]
             assert expect.split(": ", 1)[-1] in bad[0]["error"], (expect, bad[0])
     assert not marker_anywhere(lab, tmp_path)
     if expect == "quoted":

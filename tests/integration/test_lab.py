@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_flavour, lab_leftovers
-from kijun.lab import down, exec_in, load, start_host, status, stop_host, up
+from conftest import lab_leftovers
+from kijun.lab import exec_in, load, start_host, status, stop_host
 from kijun.lab.hosts import BRIDGE, NET, load_state, net_config
 
 pytestmark = pytest.mark.integration

@@ -65,10 +65,10 @@ def test_observe_only_controls_judge_the_host_and_apply_changes_nothing(lab, obs
 
     dry = kijun("apply", "-i", INVENTORY, "-b", observe_baseline, "--dry", "--format", "json")
     assert dry.returncode in (0, 1), dry.stderr
-    assert not any(op["status"] == "would-change" for o in json.loads(dry.stdout) for op in o["ops"]), dry.stdout
+    assert not any(op["status"] == "would-change" for o in json.loads(dry.stdout)["hosts"] for op in o["changes"]), dry.stdout
     real = kijun("apply", "-i", INVENTORY, "-b", observe_baseline, "--format", "json", "--no-verify")
     assert real.returncode == 0, real.stdout[-3000:] + real.stderr[-3000:]
-    assert not any(op["status"] == "changed" for o in json.loads(real.stdout) for op in o["ops"])
+    assert not any(op["status"] == "changed" for o in json.loads(real.stdout)["hosts"] for op in o["changes"])
     left = exec_in(a.name, "id -nG mallory; ls /opt/kit/nmap; cat /root/.forward", state_dir=sd).stdout
     assert "sudo" in left and "/opt/kit/nmap" in left and "mail.example.net" in left
 

@@ -57,7 +57,7 @@ def test_unapproved_package_found_and_left_installed(lab, allowlist_baseline):
         assert after["status"] == "fail" and "tcpdump" in after["observed"].split(": ", 1)[1].split(", "), after
         real = kijun("apply", "-i", INVENTORY, "-b", approved, "--limit", host.name, "--format", "json", "--no-verify", "--no-store")
         assert real.returncode == 0, real.stdout[-3000:] + real.stderr[-3000:]
-        assert not any(op["status"] == "changed" for o in json.loads(real.stdout) for op in o["ops"])
+        assert not any(op["status"] == "changed" for o in json.loads(real.stdout)["hosts"] for op in o["changes"])
         assert "tcpdump" in exec_in(host.name, "dpkg-query -W -f '${Package}\\n' tcpdump", state_dir=sd).stdout
     finally:
         exec_in(host.name, "apt-get purge -y -q --autoremove tcpdump >/dev/null 2>&1", state_dir=sd, check=True)

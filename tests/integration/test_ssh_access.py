@@ -45,7 +45,7 @@ def result(baseline: str, host: str) -> dict:
 def apply(baseline: str, host: str) -> dict:
     r = kijun("apply", "-i", INVENTORY, "-b", baseline, "--limit", host, "--format", "json", "--no-verify", "--no-store")
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
-    return {op["control_id"]: op for o in json.loads(r.stdout) for op in o["ops"]}[CID]
+    return {op["control_id"]: op for o in json.loads(r.stdout)["hosts"] for op in o["changes"]}[CID]
 
 
 def test_allowgroups_applied_judged_on_effective_config_and_lockout_reverted(lab, access_baseline):

@@ -41,7 +41,7 @@ def apply(baseline: str, host) -> list[dict]:
     r = kijun("apply", "-i", INVENTORY, "-b", baseline, "--limit", host.address, "--no-store", "--no-verify",
               "--format", "json")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return [op for o in json.loads(r.stdout) for op in o["ops"]]
+    return [op for o in json.loads(r.stdout)["hosts"] for op in o["changes"]]
 
 
 def item(res: dict, status_word: str) -> dict:
