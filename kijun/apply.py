@@ -45,9 +45,16 @@ def _make_state(inventory_path: str, limit: tuple[str, ...], parallel: int, fail
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
+    from kijun.inventory import load_error
+
     state = State(check_for_changes=True)
-    with ctx_state.use(state):
-        inventory = make_inventory(inventory_path, cwd=os.getcwd())
+    try:
+        with ctx_state.use(state):
+            inventory = make_inventory(inventory_path, cwd=os.getcwd())
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # loaded fine by kijun a moment ago: the inventory's code changed its mind
+        raise load_error(inventory_path, exc) from None
     for h in inventory:
         # pyinfra defaults to accept-new; kijun verifies host keys unless trust-on-first-use is asked for.
         if tofu:

@@ -44,6 +44,13 @@ class KijunGroup(click.Group):
             return super().invoke(ctx)
         except (InputError, StoreError, SigningError, SignatureError) as exc:
             fail_input(exc)
+        except click.ClickException as exc:
+            wrapped = getattr(exc, "exception", None)  # pyinfra's UnexpectedExternalError: its show() prints a traceback
+            if not isinstance(wrapped, BaseException):
+                raise
+            from kijun.inventory import load_error
+
+            fail_input(load_error(str(getattr(exc, "filename", "") or "pyinfra"), exc))
 
 
 @click.group(cls=KijunGroup)
@@ -152,6 +159,8 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     for err in inv.errors:
         click.echo(f"kijun: error: {err}", err=True)
     if not inv.targets:  # every host was rejected: nothing to check, and no empty run to sign
+        click.echo(f"kijun: error: {inventory}: no host could be checked: every host was rejected "
+                   f"({len(inv.errors)} error(s) above); no run was stored", err=True)
         sys.exit(2)
     run = runs_mod.check(base, inv, tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
                          host_timeout=host_timeout, max_output=max_output, store_url=store_url, key_path=key_path,
@@ -318,7 +327,7 @@ def verify(store_url, key_path, pub_paths, files) -> None:
     if files:
         problems = store_mod.verify_files(files, keys, bad_input)
     else:
-        with store_mod.Store(store_url) as st:
+        with store_mod.Store(store_url, create=False) as st:
             damage = st.integrity_problems()
             if damage:  # the rows below cannot be trusted to read back: stop at one line
                 more = f" (and {len(damage) - 2} more)" if len(damage) > 2 else ""
@@ -351,7 +360,7 @@ def drift(store_url, runs, since_kind, inventory, lang, fmt) -> None:
     from kijun import drift as drift_mod
     from kijun import store as store_mod
 
-    with store_mod.Store(store_url) as st:
+    with store_mod.Store(store_url, create=False) as st:
         if len(runs) == 2:
             old, new = st.get_report(runs[0]), st.get_report(runs[1])
             if drift_mod.fleet_key(old) != drift_mod.fleet_key(new):
@@ -385,8 +394,11 @@ def runs(store_url, kind, export_dir) -> None:
 
     from kijun import store as store_mod
 
-    with store_mod.Store(store_url) as st:
+    with store_mod.Store(store_url, create=False) as st:
         rows = st.runs(kind)
+        if not rows:  # say so: an empty line reads like a broken command
+            click.echo(f"kijun: no {kind + ' ' if kind else ''}runs stored in {st.url}", err=True)
+            return
         if export_dir:
             Path(export_dir).mkdir(parents=True, exist_ok=True)
             for r in rows:

@@ -44,10 +44,11 @@ def _signer(key_path):
         raise InputError(str(key_path or signing.default_key_path()), "", str(exc)) from None
 
 
-def _store(store_url):
+def _store(store_url, create: bool = False):
+    """The result store; commands that only read it never create it (or its directory) as a side effect."""
     from kijun.store import Store
 
-    return Store(store_url)
+    return Store(store_url, create=create)
 
 
 def resolve_baseline(report: dict, baseline_path: str | None):
@@ -192,7 +193,7 @@ def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, 
     def progress(line):
         _echo_host_text(f"  {line}\n", "table")  # may carry a host's error text
 
-    with _store(store_url) as st:
+    with _store(store_url, create=True) as st:
         result = advisory_mod.roll_out(adv, inventory, st, signer, confirmed_by=confirmed_by, pending_only=pending_only,
                                        limit=tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
                                        tofu=tofu, progress=progress, host_timeout=host_timeout, max_output=max_output)

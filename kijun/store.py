@@ -195,7 +195,8 @@ def _sqlite_path(url: str) -> str:
 
 
 class Store:
-    def __init__(self, url: str | Path | None = None, *, timeout: float = BUSY_TIMEOUT_S):
+    def __init__(self, url: str | Path | None = None, *, timeout: float = BUSY_TIMEOUT_S, create: bool = True):
+        """create=False (commands that only read): a SQLite store that does not exist is an error, not a new file."""
         url = str(url or os.environ.get(STORE_ENV) or DEFAULT_STORE_PATH.expanduser())
         self.url = _redact(url)  # for messages; a password never reaches a log
         self._lock = threading.RLock()  # one connection; runners may report hosts from threads
@@ -210,7 +211,11 @@ class Store:
             raise StoreError(f"{_redact(url)}: unsupported store URL (use a path, sqlite:///path or postgresql://...)")
         else:
             self.dialect = SQLITE
-            self._conn = self._connect_sqlite(_sqlite_path(url), timeout)
+            path = _sqlite_path(url)
+            if not create and path != ":memory:" and not os.path.lexists(path):
+                raise StoreError(f"no store at {path}: nothing has been recorded there (a check, apply or advisory "
+                                 "run creates it; or give --store / KIJUN_STORE)")
+            self._conn = self._connect_sqlite(path, timeout)
         self._check_tables()
         try:
             with self._transaction():

@@ -1,0 +1,132 @@
+"""The CLI as a new user meets it (issue 16): one-line errors, no side effects of looking, consistent options,
+a config file, progress and logging. Through the real entry point (`python3 -m kijun.cli`) in a scratch HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MINI = str(ROOT / "tests/data/mini.yaml")
+TIMEOUT_S = 180  # generous for a busy machine
+
+
+@pytest.fixture
+def home(tmp_path):
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+def kijun(*args: str, home: Path, cwd: Path | None = None, env: dict[str, str] | None = None,
+          stdin: str | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KIJUN_", "XDG_", "LC_", "LANG"))}
+    clean.update(HOME=str(home), PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "kijun.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or home, env=clean, timeout=TIMEOUT_S, input=stdin)
+
+
+def one_line(r: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+# --- 1. inventories whose code fails -----------------------------------------------------------------
+
+def test_an_inventory_error_whose_str_fails_is_one_line(home, tmp_path):
+    """pyinfra's UnexpectedExternalError.__str__ fails (no .message): str() of what an inventory raised is user code."""
+    inv = tmp_path / "lab.py"
+    inv.write_text("class LabDown(Exception):\n    def __str__(self):\n        return self.missing\n\nraise LabDown()\n")
+    for args in (["check", "-i", str(inv), "-b", MINI, "--no-store"], ["apply", "--dry", "-i", str(inv), "-b", MINI]):
+        assert one_line(kijun(*args, home=home)) == f"kijun: error: {inv}:5: cannot load inventory: LabDown"
+
+
+def test_the_lab_inventory_without_a_lab_is_one_line(home, tmp_path):
+    state = tmp_path / "no-lab"
+    r = kijun("check", "-i", str(ROOT / "inventories/lab.py"), "-b", MINI, "--no-store", home=home,
+              env={"KIJUN_LAB_STATE": str(state)})
+    line = one_line(r)
+    assert line.startswith(f"kijun: error: {ROOT}/inventories/lab.py:20: cannot load inventory: RuntimeError: no lab state")
+    assert "<root>" not in line
+
+
+def test_pyinfra_click_exception_escaping_a_command_is_one_line(monkeypatch, tmp_path):
+    """Whatever still lets pyinfra's wrapper escape: click would call its show(), which prints a traceback."""
+    from click.testing import CliRunner
+    from pyinfra_cli.exceptions import UnexpectedExternalError
+
+    from kijun import cli, runs
+
+    def boom(*a, **kw):
+        try:
+            raise RuntimeError("lab is down")
+        except RuntimeError as exc:
+            raise UnexpectedExternalError(exc, "inv.py") from None
+
+    monkeypatch.setattr(runs, "load_fleet", boom)
+    r = CliRunner().invoke(cli.main, ["check", "-i", "inv.py", "-b", MINI, "--no-store"])
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    assert r.output.strip() == "kijun: error: inv.py: cannot load inventory: RuntimeError: lab is down"
+
+
+# --- 2. nothing to do is an error, not an empty table ----------------------------------------------
+
+def test_apply_dry_with_a_missing_inventory(home):
+    r = kijun("apply", "-i", "nope.py", "--dry", "-b", MINI, home=home)
+    assert one_line(r) == "kijun: error: nope.py: cannot read: No such file or directory"
+    assert r.stdout == "" and "--rollback" not in r.stderr
+
+
+def test_check_with_every_host_rejected_says_no_host_could_be_checked(home, tmp_path):
+    inv = tmp_path / "inv.py"
+    inv.write_text("hosts = [('h1', {'kijun_class': 'V'}), ('h2', {'ssh_port': 0})]\n")
+    db = tmp_path / "results.db"
+    r = kijun("check", "-i", str(inv), "-b", MINI, "--store", str(db), "--key", str(tmp_path / "k.pem"), home=home)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert any("h1.kijun_class" in x for x in lines) and any("h2.ssh_port" in x for x in lines)
+    assert lines[-1] == (f"kijun: error: {inv}: no host could be checked: every host was rejected (2 error(s) above); "
+                         "no run was stored")
+    assert "Summary" not in r.stdout and r.stdout == ""
+    assert not db.exists()
+
+
+# --- 3. looking never creates the store -------------------------------------------------------------
+
+READ_ONLY = [["matrix"], ["drift"], ["runs"], ["inspect", "--no-store"]]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=lambda a: " ".join(a))
+def test_read_only_commands_do_not_create_the_store(home, args):
+    default = home / ".local/share/kijun/results.db"
+    line = one_line(kijun(*args, home=home))
+    assert line.startswith(f"kijun: error: no store at {default}: ")
+    assert not (home / ".local").exists()  # neither the database nor its directory
+
+
+@pytest.mark.parametrize("args", [["verify"], ["advisory", "status", "ADV-1"]], ids=lambda a: " ".join(a))
+def test_commands_reading_signed_rows_do_not_create_the_store(home, key_path, tmp_path, args):
+    db = tmp_path / "sub" / "results.db"
+    line = one_line(kijun(*args, "--store", str(db), "--key", str(key_path), home=home))
+    assert line.startswith(f"kijun: error: no store at {db}: ")
+    assert not db.parent.exists()
+
+
+def test_runs_on_an_empty_store_says_so(home, tmp_path):
+    from kijun.store import Store
+
+    db = tmp_path / "results.db"
+    Store(db).close()
+    r = kijun("runs", "--store", str(db), home=home)
+    assert r.returncode == 0 and r.stdout == ""
+    assert r.stderr == f"kijun: no runs stored in {db}\n"
+    r = kijun("runs", "--store", str(db), "--kind", "apply", home=home)
+    assert r.stderr == f"kijun: no apply runs stored in {db}\n"
