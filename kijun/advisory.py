@@ -99,7 +99,8 @@ def collect(path: str) -> tuple[Advisory | None, list[InputError]]:
     sub_index = {k[1:]: v for k, v in index.items() if k[:1] == ("advisory",)}
     base_errors = baseline_mod.collect_errors(path, doc, sub_index)
     if base_errors:
-        return None, [InputError(e.file, f"advisory.{e.path}" if e.path else "advisory", e.reason, e.line)
+        return None, [InputError(e.file, f"advisory.{e.path}" if e.path not in ("", baseline_mod.DOCUMENT) else "advisory",
+                                 e.reason, e.line)
                       for e in base_errors]
     base = baseline_mod._build(path, doc, sub_index, raw)
     base.ignore_foreign_variables = True

@@ -27,7 +27,10 @@ output_option = click.option("-o", "--output", type=click.Path(dir_okay=False), 
 
 
 def report_validation(errors: list, n_files: int, kind: str) -> None:
-    """The `validate` commands' output: one line per error on stderr and exit 2, or one ok line."""
+    """The `validate` commands' output: one line per error on stderr and exit 2, or one ok line.
+    Per file in the order given, errors in line order (an editor's order, not the JSON path's)."""
+    files = list(dict.fromkeys(e.file for e in errors))
+    errors = sorted(errors, key=lambda e: (files.index(e.file), e.line or 0))  # stable: same line keeps its order
     for e in errors:
         click.echo(str(e), err=True)
     if errors:

@@ -130,3 +130,45 @@ def test_runs_on_an_empty_store_says_so(home, tmp_path):
     assert r.stderr == f"kijun: no runs stored in {db}\n"
     r = kijun("runs", "--store", str(db), "--kind", "apply", home=home)
     assert r.stderr == f"kijun: no apply runs stored in {db}\n"
+
+
+# --- 4. validate names the kind of file it was given ------------------------------------------------
+
+@pytest.mark.parametrize("path,kind,command", [
+    ("advisories/example-icmp-redirects.yaml", "an advisory", "kijun advisory validate"),
+    ("waivers/example.yaml", "a waiver file", "kijun waivers check"),
+    ("baselines/clauses/nisc.yaml", "a clause map", "kijun clauses --check --map"),
+    ("inventories/lab.py", "a pyinfra inventory", "kijun params -i"),
+])
+def test_validate_names_the_kind_and_the_command(home, path, kind, command):
+    r = kijun("validate", path, home=home, cwd=ROOT)
+    line = one_line(r)
+    assert line.startswith(f"{path}: this is {kind}, not a baseline: use `{command} {path}`"), line
+
+
+def test_validate_of_a_report_file_points_to_verify(home, tmp_path):
+    report = tmp_path / "r.json"
+    report.write_text('{"kijun_report": 1, "kind": "check", "hosts": []}\n')
+    assert one_line(kijun("validate", str(report), home=home)) == \
+        f"{report}: this is a run report, not a baseline: use `kijun verify {report}`"
+
+
+def test_validation_errors_come_in_line_order(home, tmp_path):
+    """Sorted by JSON path, controls[10] came before controls[2]."""
+    import json
+
+    import yaml
+
+    base = yaml.safe_load((ROOT / "tests/data/mini.yaml").read_text(encoding="utf-8"))
+    one = base["controls"][1]
+    base["controls"] = [json.loads(json.dumps(dict(one, id=f"T-SYS-{i:03d}"))) for i in range(1, 12)]  # no aliases
+    base["controls"][2]["severity"] = "huge"
+    base["controls"][10]["severity"] = "tiny"
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump(base, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    r = kijun("validate", str(path), home=home)
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    assert [x.split(": ")[1] for x in lines] == ["controls[2].severity", "controls[10].severity"], lines
+    numbers = [int(x.split(":")[1]) for x in lines]
+    assert numbers == sorted(numbers)
