@@ -11,7 +11,7 @@ import click
 
 from kijun import baseline as baseline_mod
 from kijun.baseline import InputError
-from kijun.cli_bounds import host_bounds
+from kijun.cli_bounds import PARALLEL, host_bounds, tofu_option
 from kijun.inputs import store_option
 
 DEFAULT_BASELINE = "baselines/nisc-core.yaml"
@@ -154,8 +154,9 @@ baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.P
 @click.option("--class", "importance_class", type=click.Choice(["I", "II", "III", "IV"]), default="I",
               show_default=True, help="Importance class of this machine (with --local).")
 @limit_option
-@click.option("--parallel", default=32, show_default=True, help="Hosts checked at once.")
+@click.option("--parallel", type=click.IntRange(min=1), default=PARALLEL, show_default=True, help="Hosts checked at once.")
 @click.option("--connect-timeout", default=10, show_default=True, help="Seconds before a host counts as unreachable.")
+@tofu_option
 @host_bounds
 @store_option
 @key_option
@@ -163,8 +164,8 @@ baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.P
 @click.option("--waivers", type=click.Path(), default=None, help="Waiver file (justified, approved, expiring exceptions).")
 @lang_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "junit"]), default="table", show_default=True)
-def check(local, inventory, baseline_path, importance_class, limit, parallel, connect_timeout, host_timeout, max_output,
-          store_url, key_path, no_store, waivers, lang, fmt) -> None:
+def check(local, inventory, baseline_path, importance_class, limit, parallel, connect_timeout, tofu, host_timeout,
+          max_output, store_url, key_path, no_store, waivers, lang, fmt) -> None:
     """Verify hosts against the baseline (read-only). Exit 0 compliant, 1 not, 2 input error, interrupted or store failure."""
     from kijun import check as check_mod
     from kijun import plan, probe
@@ -187,12 +188,20 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     from kijun import runs as runs_mod
 
     inv = runs_mod.load_fleet(base, inventory, tuple(limit))
+    if tofu:  # as apply does: unknown host keys are accepted (and remembered), changed ones still refused
+        for target in inv.targets:
+            target.ssh["strict"] = "accept-new"
+    if not inv.targets:  # every host was rejected: nothing to check, and no empty run to sign
+        if len(inv.errors) == 1:  # bad input stays one line
+            click.echo(f"kijun: error: {inv.errors[0]} (no host could be checked; no run was stored)", err=True)
+        else:
+            for err in inv.errors:
+                click.echo(f"kijun: error: {err}", err=True)
+            click.echo(f"kijun: error: {inventory}: no host could be checked: all {len(inv.errors)} hosts were "
+                       "rejected; no run was stored", err=True)
+        sys.exit(2)
     for err in inv.errors:
         click.echo(f"kijun: error: {err}", err=True)
-    if not inv.targets:  # every host was rejected: nothing to check, and no empty run to sign
-        click.echo(f"kijun: error: {inventory}: no host could be checked: every host was rejected "
-                   f"({len(inv.errors)} error(s) above); no run was stored", err=True)
-        sys.exit(2)
     run = runs_mod.check(base, inv, tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
                          host_timeout=host_timeout, max_output=max_output, store_url=store_url, key_path=key_path,
                          no_store=no_store, waiver_set=waiver_set)
@@ -226,10 +235,10 @@ def _apply_waivers(waiver_set, hosts) -> None:
 @baseline_option
 @click.option("--dry", is_flag=True, help="Only show, per host and control, what would change (the drift).")
 @limit_option
-@click.option("--parallel", default=10, show_default=True, help="Hosts worked on at once.")
+@click.option("--parallel", type=click.IntRange(min=1), default=PARALLEL, show_default=True, help="Hosts worked on at once.")
 @click.option("--fail-percent", type=int, default=None, help="Stop when more than this percentage of hosts fail.")
 @click.option("--rollback", "rollback_id", default=None, metavar="RUN_ID", help="Restore the files a previous apply replaced.")
-@click.option("--trust-on-first-use", "tofu", is_flag=True, help="Accept unknown host keys (default: verify against known_hosts).")
+@tofu_option
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Re-check every host after applying.")
 @host_bounds
 @click.option("--keep-backups", type=click.IntRange(min=1), default=5, show_default=True,

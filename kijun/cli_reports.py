@@ -12,11 +12,12 @@ from pathlib import Path
 import click
 
 from kijun.baseline import InputError
-from kijun.cli_bounds import host_bounds
+from kijun.cli_bounds import PARALLEL, host_bounds, tofu_option
 from kijun.inputs import store_option
 
 LANGS = click.Choice(["ja", "en"])
 CLASS_CHOICES = ("I", "II", "III", "IV")
+INSPECT_CLASSES = ("I", "II")  # the important systems of 資料2 1.
 
 key_option = click.option("--key", "key_path", default=None, envvar="KIJUN_SIGNING_KEY", help="Ed25519 signing key (PEM).")
 lang_option = click.option("--lang", type=LANGS, default="en", show_default=True)
@@ -131,22 +132,23 @@ def matrix(store_url, run_id, baseline_path, classes, tags, groups, fmt, view, t
 @key_option
 @run_option
 @baseline_option
-@click.option("--classes", "classes", multiple=True, default=("I", "II"), show_default=True,
-              help="Importance classes of the important systems (repeatable or I,II).")
+@click.option("--class", "classes", multiple=True,
+              help="Importance classes of the important systems (repeatable or I,II; default I,II).")
+@click.option("--classes", "old_classes", multiple=True, hidden=True)  # the old spelling, kept for scripts
 @click.option("--tag", "tags", multiple=True, default=("targeted-attack",), show_default=True,
               help="Controls inspected: those with one of these tags.")
 @click.option("--no-store", is_flag=True, help="Do not store the inspection as a signed report.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @output_option
 @lang_option
-def inspect(store_url, key_path, run_id, baseline_path, classes, tags, no_store, fmt, output, lang) -> None:
+def inspect(store_url, key_path, run_id, baseline_path, classes, old_classes, tags, no_store, fmt, output, lang) -> None:
     """Early inspection (資料2 1.): targeted-attack controls on important systems, gaps ranked for remediation.
 
     Stored as a signed report of kind "inspect". Exit 0 no gap, 1 gaps, 2 input error.
     """
     from kijun import inspect_report
 
-    classes = _classes(classes, "--classes")
+    classes = _classes(classes + old_classes, "--class") or INSPECT_CLASSES
     signer = None if no_store else _signer(key_path)
     with _store(store_url) as st:
         from kijun import matrix as matrix_mod
@@ -174,9 +176,9 @@ def advisory() -> None:
 @click.option("--confirmed-by", default=None, help="Who confirms the roll-out (default: the OS user).")
 @click.option("--pending-only", is_flag=True, help="Only hosts not yet confirmed (pending, unreachable, failed).")
 @click.option("--limit", multiple=True, help="Only these hosts or groups (repeatable).")
-@click.option("--parallel", default=10, show_default=True)
-@click.option("--connect-timeout", default=10, show_default=True)
-@click.option("--trust-on-first-use", "tofu", is_flag=True, help="Accept unknown host keys (default: verify against known_hosts).")
+@click.option("--parallel", type=click.IntRange(min=1), default=PARALLEL, show_default=True, help="Hosts worked on at once.")
+@click.option("--connect-timeout", default=10, show_default=True, help="Seconds before a host counts as unreachable.")
+@tofu_option
 @host_bounds
 @store_option
 @key_option
@@ -252,7 +254,8 @@ def waivers() -> None:
 
 @waivers.command("check")
 @click.argument("file", type=click.Path())
-@baseline_option
+@click.option("-b", "--baseline", "baseline_path", type=click.Path(), default=None,
+              help="Baseline the waived control ids must exist in (default: the shipped one).")
 def waivers_check(file, baseline_path) -> None:
     """Validate a waiver file. Exit 0 ok, 1 with warnings (expired, unknown control), 2 invalid."""
     from kijun import baseline as baseline_mod

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_matrix import fleet  # noqa: F401 - shared fixture: a store with check runs of a small fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 MINI = str(ROOT / "tests/data/mini.yaml")
@@ -93,10 +94,13 @@ def test_check_with_every_host_rejected_says_no_host_could_be_checked(home, tmp_
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = r.stderr.splitlines()
     assert any("h1.kijun_class" in x for x in lines) and any("h2.ssh_port" in x for x in lines)
-    assert lines[-1] == (f"kijun: error: {inv}: no host could be checked: every host was rejected (2 error(s) above); "
-                         "no run was stored")
+    assert lines[-1] == f"kijun: error: {inv}: no host could be checked: all 2 hosts were rejected; no run was stored"
     assert "Summary" not in r.stdout and r.stdout == ""
     assert not db.exists()
+    inv.write_text("hosts = [('h1', {'kijun_class': 'V'})]\n")  # one host: still one line
+    r = kijun("check", "-i", str(inv), "-b", MINI, "--store", str(db), "--key", str(tmp_path / "k.pem"), home=home)
+    assert one_line(r) == (f"kijun: error: {inv}: h1.kijun_class: importance class must be one of I, II, III, IV "
+                           "(got 'V') (no host could be checked; no run was stored)")
 
 
 # --- 3. looking never creates the store -------------------------------------------------------------
@@ -172,3 +176,80 @@ def test_validation_errors_come_in_line_order(home, tmp_path):
     assert [x.split(": ")[1] for x in lines] == ["controls[2].severity", "controls[10].severity"], lines
     numbers = [int(x.split(":")[1]) for x in lines]
     assert numbers == sorted(numbers)
+
+
+# --- 5. one name and one default per option ---------------------------------------------------------
+
+def _command(path: str):
+    from kijun import cli
+
+    cmd = cli.main
+    for name in path.split():
+        cmd = cmd.commands[name]
+    return cmd
+
+
+def _param(path: str, name: str):
+    return next(p for p in _command(path).params if p.name == name)
+
+
+def test_parallel_has_one_default_on_every_fleet_command():
+    defaults = {c: _param(c, "parallel").default for c in ("check", "apply", "advisory apply")}
+    assert len(set(defaults.values())) == 1, defaults
+    assert all(_param(c, "parallel").opts == ["--parallel"] for c in defaults)
+
+
+def test_class_is_the_one_name_and_classes_a_hidden_alias(home):
+    assert _param("matrix", "classes").opts == ["--class"]
+    assert _param("inspect", "classes").opts == ["--class"]
+    old = _param("inspect", "old_classes")
+    assert old.opts == ["--classes"] and old.hidden
+    assert "--classes" not in kijun("inspect", "--help", home=home).stdout
+
+
+def test_inspect_takes_class_and_the_old_classes(fleet):  # noqa: F811
+    import json
+
+    from click.testing import CliRunner
+
+    from kijun.cli import main
+
+    db, b = str(fleet["db"]), str(fleet["base"].path)
+    common = ["inspect", "--store", db, "-b", b, "--no-store", "--format", "json"]
+    new = CliRunner().invoke(main, [*common, "--class", "IV"])
+    old = CliRunner().invoke(main, [*common, "--classes", "IV"])
+    default = CliRunner().invoke(main, common)
+    assert new.exit_code == old.exit_code == 1, new.output
+    assert json.loads(new.stdout)["totals"] == json.loads(old.stdout)["totals"]
+    assert json.loads(default.stdout)["totals"] != json.loads(new.stdout)["totals"]  # I,II by default
+    bad = CliRunner().invoke(main, [*common, "--class", "V"])
+    assert bad.exit_code == 2 and "importance classes are I, II, III, IV (got V)" in bad.output
+
+
+def test_waivers_check_baseline_help_is_its_own():
+    help_text = _param("waivers check", "baseline_path").help
+    assert "waive" in help_text and "titles" not in help_text
+
+
+@pytest.mark.parametrize("flag,expected", [((), "StrictHostKeyChecking=yes"),
+                                           (("--trust-on-first-use",), "StrictHostKeyChecking=accept-new")])
+def test_check_has_trust_on_first_use_like_apply(monkeypatch, tmp_path, flag, expected):
+    from click.testing import CliRunner
+
+    from kijun import cli, runs
+    from kijun.remote import ssh_options
+
+    inv = tmp_path / "inv.py"
+    inv.write_text("hosts = [('web-01', {'kijun_class': 'II'})]\n")
+    seen = []
+
+    def fake_check(base, loaded, limit, **kw):
+        seen.extend(loaded.targets)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(runs, "check", fake_check)
+    r = CliRunner().invoke(cli.main, ["check", "-i", str(inv), "-b", MINI, "--no-store", *flag])
+    assert r.exit_code == 0, r.output
+    assert [t.name for t in seen] == ["web-01"]
+    assert expected in ssh_options(seen[0])
+    assert "--trust-on-first-use" in [o for p in _command("apply").params for o in p.opts]
