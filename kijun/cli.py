@@ -34,7 +34,19 @@ def fail_input(exc: Exception) -> None:
 
 
 class KijunGroup(click.Group):
-    """Turn bad input into one line on stderr and exit 2, wherever it is detected."""
+    """Turn bad input into one line on stderr and exit 2, wherever it is detected; kijun.toml as defaults."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if parent is None and "default_map" not in extra:  # the top group: read kijun.toml once
+            from kijun import config
+
+            try:
+                path = config.find()
+                if path is not None:
+                    extra["default_map"] = config.default_map(self, config.load(path))
+            except InputError as exc:
+                fail_input(exc)
+        return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx):
         from kijun.signing import SignatureError, SigningError
@@ -172,6 +184,8 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     from kijun import report as report_mod
     from kijun.model import HostTarget
 
+    if local and _from_config("inventory"):  # kijun.toml's inventory is for fleet checks
+        inventory = None
     if local == bool(inventory):
         raise click.UsageError("give exactly one of --local or -i INVENTORY")
     base = baseline_mod.load(baseline_path or default_baseline())
@@ -216,6 +230,12 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     if inv.errors or keeper.failure or run.interrupted:
         sys.exit(2)
     exit_for(hosts)
+
+
+def _from_config(param: str) -> bool:
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(param) is ParameterSource.DEFAULT_MAP
 
 
 def _load_waivers(path, base):

@@ -253,3 +253,93 @@ def test_check_has_trust_on_first_use_like_apply(monkeypatch, tmp_path, flag, ex
     assert [t.name for t in seen] == ["web-01"]
     assert expected in ssh_options(seen[0])
     assert "--trust-on-first-use" in [o for p in _command("apply").params for o in p.opts]
+
+
+# --- 6. kijun.toml ----------------------------------------------------------------------------------
+
+def _no_store_at(r: subprocess.CompletedProcess) -> str:
+    line = one_line(r)
+    assert line.startswith("kijun: error: no store at "), line
+    return line.split("no store at ", 1)[1].split(": ", 1)[0]
+
+
+def test_config_precedence_flag_env_file_default(home, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "kijun.toml").write_text('store = "file.db"\n')
+    assert _no_store_at(kijun("runs", home=home, cwd=work)) == str(work / "file.db")
+    env = {"KIJUN_STORE": str(tmp_path / "env.db")}
+    assert _no_store_at(kijun("runs", home=home, cwd=work, env=env)) == str(tmp_path / "env.db")
+    flag = str(tmp_path / "flag.db")
+    assert _no_store_at(kijun("runs", "--store", flag, home=home, cwd=work, env=env)) == flag
+    (work / "kijun.toml").unlink()
+    assert _no_store_at(kijun("runs", home=home, cwd=work)) == str(home / ".local/share/kijun/results.db")
+
+
+def test_config_in_the_user_config_dir_and_the_working_directory_first(home, tmp_path):
+    xdg = tmp_path / "xdg"
+    (xdg / "kijun").mkdir(parents=True)
+    (xdg / "kijun/kijun.toml").write_text('store = "/srv/kijun/user.db"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"XDG_CONFIG_HOME": str(xdg)}
+    assert _no_store_at(kijun("runs", home=home, cwd=work, env=env)) == "/srv/kijun/user.db"
+    (work / "kijun.toml").write_text('store = "here.db"\n')
+    assert _no_store_at(kijun("runs", home=home, cwd=work, env=env)) == str(work / "here.db")
+
+
+def test_config_language_class_and_inventory(home, tmp_path):
+    import json
+
+    (tmp_path / "kijun.toml").write_text(f'language = "ja"\nclass = "IV"\nbaseline = "{MINI}"\n'
+                                         'inventory = "fleet.py"  # for fleet checks; --local ignores it\n')
+    r = kijun("check", "--local", "--no-store", home=home, cwd=tmp_path)
+    assert r.returncode in (0, 1), r.stderr
+    assert "判定" in r.stdout and "class IV" in r.stdout
+    r = kijun("check", "--local", "--lang", "en", "--format", "json", home=home, cwd=tmp_path)
+    assert json.loads(r.stdout)["hosts"][0]["importance_class"] == "IV"
+    r = kijun("check", "--local", "--lang", "en", "--class", "II", home=home, cwd=tmp_path)
+    assert "Control" in r.stdout and "class IV" not in r.stdout
+
+
+def test_config_parallel_and_inventory_reach_a_fleet_check(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from kijun import cli, runs
+
+    (tmp_path / "inv.py").write_text("hosts = [('web-01', {'kijun_class': 'II'})]\n")
+    cfg = tmp_path / "kijun.toml"
+    cfg.write_text(f'parallel = 3\ninventory = "inv.py"\nbaseline = "{MINI}"\n')
+    seen = {}
+
+    def fake_check(base, loaded, limit, **kw):
+        seen.update(kw, inventory=loaded.path, baseline=base.id)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(runs, "check", fake_check)
+    monkeypatch.setenv("KIJUN_CONFIG", str(cfg))
+    r = CliRunner().invoke(cli.main, ["check", "--no-store"])
+    assert r.exit_code == 0, r.output
+    assert seen["parallel"] == 3 and seen["inventory"] == str(tmp_path / "inv.py") and seen["baseline"] == "mini"
+    r = CliRunner().invoke(cli.main, ["check", "--no-store", "--parallel", "7"])
+    assert seen["parallel"] == 7
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('stor = "x.db"\n', "stor: unknown key (known: store, key, baseline, inventory, language, parallel, class)"),
+    ('parallel = "many"\n', "parallel: must be a whole number 1-1000 (got 'many')"),
+    ('parallel = 0\n', "parallel: must be a whole number 1-1000 (got 0)"),
+    ('language = "fr"\n', "language: must be one of ja, en (got 'fr')"),
+    ('class = "V"\n', "class: must be one of I, II, III, IV (got 'V')"),
+    ('store = 5\n', "store: must be a non-empty string (got 5)"),
+    ('store = "postgresql://kijun:hunter2@db/kijun"\n', "store: a password does not belong in a config file"),
+    ('\n\nparallel = \n', ":3: not valid TOML: Invalid value"),
+])
+def test_a_bad_config_file_is_one_line(home, tmp_path, text, expected):
+    (tmp_path / "kijun.toml").write_text(text)
+    for args in (["runs"], ["check", "--local"]):
+        line = one_line(kijun(*args, home=home, cwd=tmp_path))
+        want = f"kijun: error: {tmp_path}/kijun.toml{expected}" if expected.startswith(":") else \
+            f"kijun: error: {tmp_path}/kijun.toml: {expected}"
+        assert line.startswith(want), line
+        assert "hunter2" not in line
