@@ -67,8 +67,42 @@ class KijunGroup(click.Group):
 
 @click.group(cls=KijunGroup)
 @click.version_option(package_name="kijun")
-def main() -> None:
-    """kijun (基準): Japanese government security baselines for Linux fleets."""
+@click.option("-v", "--verbose", count=True, help="More on stderr: -v each host's start and end, -vv debug "
+                                                    "(pyinfra's and paramiko's own lines too).")
+@click.option("-q", "--quiet", count=True, help="Errors only on stderr, no progress line.")
+@click.pass_context
+def main(ctx, verbose: int, quiet: int) -> None:
+    """kijun (基準): Japanese government security baselines for Linux fleets.
+
+    Options can be set in kijun.toml (see docs/configuration.md): flag > environment > file > default."""
+    from kijun.cli_progress import setup_logging
+
+    ctx.obj = {"verbosity": verbose - quiet}
+    setup_logging(verbose - quiet)
+
+
+def _progress(total: int, lang: str):
+    """The progress line of a fleet run: on a terminal, unless -q."""
+    from kijun.cli_progress import Progress
+
+    ctx = click.get_current_context()
+    quiet = (ctx.find_root().obj or {}).get("verbosity", 0) < 0
+    return Progress(total, lang, enabled=False if quiet else None)
+
+
+def _say(line: str) -> None:
+    """A run's own lines on stderr, below the progress line (which is drawn again after them)."""
+    from kijun.cli_progress import Progress
+
+    verbosity = (click.get_current_context().find_root().obj or {}).get("verbosity", 0)
+    if verbosity < 0 and not line.startswith("kijun:"):  # -q: errors, warnings and interruptions only
+        return
+    active = Progress.active
+    if active is not None:
+        active.clear()
+    click.echo(line, err=True)
+    if active is not None:
+        active.draw()
 
 
 # What a file is, from its top-level keys, and the command that validates it (a new user tries `validate` first).
@@ -216,9 +250,10 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
         sys.exit(2)
     for err in inv.errors:
         click.echo(f"kijun: error: {err}", err=True)
-    run = runs_mod.check(base, inv, tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
-                         host_timeout=host_timeout, max_output=max_output, store_url=store_url, key_path=key_path,
-                         no_store=no_store, waiver_set=waiver_set)
+    with _progress(len(inv.targets), lang) as progress:
+        run = runs_mod.check(base, inv, tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
+                             host_timeout=host_timeout, max_output=max_output, store_url=store_url, key_path=key_path,
+                             no_store=no_store, waiver_set=waiver_set, say=_say, on_host=progress.host)
     hosts, keeper = run.hosts, run.keeper
     _emit(base, hosts, fmt, lang, run.report)
     if run.interrupted:
@@ -275,9 +310,9 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
     from kijun import runs as runs_mod
 
     def progress(line):
-        from kijun.termsafe import clean
+        import logging
 
-        click.echo(clean(f"  {line}"), err=True)  # may carry a host's error text
+        logging.getLogger("kijun.apply").info("%s", line)  # per host: shown with -v (cleaned: host text)
 
     inv = _refuse_invalid_hosts(inventory, tuple(limit))
     store_args = {"store_url": store_url, "key_path": key_path, "no_store": no_store}

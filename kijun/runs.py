@@ -12,6 +12,7 @@ apply, `results` are the re-verification of the host by the checker, so "applied
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from kijun.baseline import InputError
 
 KEY_FILE_LIMIT = 64 * 1024  # PEM keys are a few hundred bytes
 Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def _stderr(line: str) -> None:
@@ -200,8 +202,10 @@ def load_fleet(base, inventory: str, limit: tuple[str, ...]):
 
 
 def check(base, inv, limit: tuple[str, ...], *, parallel: int, connect_timeout: int, host_timeout: float,
-          max_output: int, store_url, key_path, no_store: bool, waiver_set=None, say: Say = _stderr) -> CheckRun:
-    """Check a loaded fleet (load_fleet); each host result is stored, signed, as it arrives."""
+          max_output: int, store_url, key_path, no_store: bool, waiver_set=None, say: Say = _stderr,
+          on_host: Callable[[Any], None] | None = None) -> CheckRun:
+    """Check a loaded fleet (load_fleet); each host result is stored, signed, as it arrives (then on_host(result),
+    e.g. a progress display; each host's end is logged at INFO)."""
     from kijun import fleet
     from kijun.termsafe import clean
 
@@ -223,7 +227,9 @@ def check(base, inv, limit: tuple[str, ...], *, parallel: int, connect_timeout: 
             line = f"error: {res.error}"
         else:
             line = f"{bad} failing control(s)"
-        say(clean(f"  {res.host}: {line}"))
+        log.info("%s", clean(f"{res.host}: {line}"))
+        if on_host is not None:
+            on_host(res)
 
     with StopOnSignal() as sig:
         hosts = fleet.check_fleet(base, inv.targets, parallel=parallel, connect_timeout=connect_timeout, on_result=done,

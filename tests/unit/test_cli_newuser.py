@@ -343,3 +343,139 @@ def test_a_bad_config_file_is_one_line(home, tmp_path, text, expected):
             f"kijun: error: {tmp_path}/kijun.toml: {expected}"
         assert line.startswith(want), line
         assert "hunter2" not in line
+
+
+# --- 7. progress on a terminal, -v/-q through logging ------------------------------------------------
+
+DEAD = 'hosts = [("127.0.0.1", {"kijun_name": "dead-1", "ssh_port": 9}), ("127.0.0.2", {"kijun_name": "dead-2", "ssh_port": 9})]\n'
+
+
+def _fleet_check(tmp_path, *extra):
+    inv = tmp_path / "dead.py"  # closed loopback ports: unreachable at once, no lab needed
+    inv.write_text(DEAD)
+    return ["check", "-i", str(inv), "-b", MINI, "--no-store", "--connect-timeout", "20", *extra]
+
+
+def run_with_stderr_on_a_pty(args: list[str], home: Path) -> tuple[int, str, str]:
+    """stderr on a pseudo-terminal (as in an operator's shell), stdout on a pipe."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KIJUN_", "XDG_"))}
+    env.update(HOME=str(home), PYTHONPATH=str(ROOT), TERM="xterm")
+    p = subprocess.Popen([sys.executable, "-m", "kijun.cli", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=slave, env=env, cwd=home)
+    os.close(slave)
+    err = b""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            err += chunk
+        elif p.poll() is not None:
+            break
+    os.close(master)
+    out = p.stdout.read().decode()
+    p.stdout.close()
+    return p.wait(timeout=TIMEOUT_S), out, err.decode(errors="replace")
+
+
+def test_progress_line_only_when_stderr_is_a_terminal(home, tmp_path):
+    code, out, err = run_with_stderr_on_a_pty(_fleet_check(tmp_path), home)
+    assert code == 1, err
+    assert "\r\x1b[K0/2 hosts done, 0 failing, 0 unreachable, 00:0" in err
+    assert "2/2 hosts done, 0 failing, 2 unreachable" in err
+    assert err.endswith("\r\x1b[K")  # cleared at the end: the table is not mixed with it
+    assert "dead-1" in out and "\x1b" not in out
+    r = kijun(*_fleet_check(tmp_path), home=home)  # stderr on a pipe: no progress line, no escape sequence
+    assert r.returncode == 1
+    assert "hosts done" not in r.stderr and "\x1b" not in r.stderr and "\r" not in r.stderr
+
+
+def test_progress_line_in_japanese_and_not_with_quiet(home, tmp_path):
+    _, _, err = run_with_stderr_on_a_pty(_fleet_check(tmp_path, "--lang", "ja"), home)
+    assert "2/2 ホスト完了、不適合 0、到達不能 2" in err
+    _, _, err = run_with_stderr_on_a_pty(["-q", *_fleet_check(tmp_path)], home)
+    assert "hosts done" not in err and "\x1b" not in err
+
+
+def test_verbose_shows_each_host_start_and_end(home, tmp_path):
+    plain = kijun(*_fleet_check(tmp_path), home=home)
+    assert "dead-1" not in plain.stderr  # per-host lines only with -v
+    r = kijun("-v", *_fleet_check(tmp_path), home=home)
+    assert r.returncode == 1
+    for host in ("dead-1", "dead-2"):
+        assert f"kijun: {host}: checking" in r.stderr
+        assert f"kijun: {host}: unreachable: " in r.stderr
+    lines = r.stderr.splitlines()
+    assert lines.index("kijun: dead-1: checking") < next(i for i, x in enumerate(lines) if x.startswith("kijun: dead-1: unreachable"))
+
+
+def test_quiet_hides_the_run_lines_but_not_errors(home, tmp_path, key_path):
+    db = tmp_path / "results.db"
+    args = _fleet_check(tmp_path)[:-3]  # stored this time
+    r = kijun("-q", *args, "--store", str(db), "--key", str(key_path), "--connect-timeout", "20", home=home)
+    assert r.returncode == 1 and r.stderr == ""
+    r = kijun("-q", *args, "--store", str(db), "--key", str(tmp_path / "none.pem"), home=home)
+    assert r.returncode == 2 and "no signing key" in r.stderr
+
+
+def test_progress_counts():
+    import io
+
+    from kijun.cli_progress import Progress
+    from kijun.model import ControlResult, HostResult
+
+    def host(name, reachable=True, status="pass"):
+        return HostResult(name, "III", "", "", "", [], reachable, "", "", "", {}, [ControlResult("C-1", status, "", "", "")])
+
+    stream = io.StringIO()
+    with Progress(3, "en", stream=stream, enabled=True) as p:
+        for h in (host("a"), host("b", status="fail"), host("c", reachable=False)):
+            p.host(h)
+    assert (p.done, p.failing, p.unreachable) == (3, 1, 1)
+    assert "3/3 hosts done, 1 failing, 1 unreachable, 00:00" in stream.getvalue()
+    quiet = io.StringIO()
+    with Progress(1, stream=quiet) as p:  # a StringIO is no terminal
+        p.host(host("a"))
+    assert quiet.getvalue() == ""
+
+
+def test_a_failed_ssh_handshake_prints_no_library_traceback(home, tmp_path):
+    """paramiko logs a traceback at ERROR for a peer that closes before the banner; the host is unreachable."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+
+    def closer():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=closer, daemon=True).start()
+    inv = tmp_path / "inv.py"
+    inv.write_text(f'hosts = [("127.0.0.1", {{"kijun_name": "closer", "ssh_port": {port}}})]\n')
+    try:
+        r = kijun("apply", "--dry", "-i", str(inv), "-b", MINI, "--no-store", home=home)
+        assert r.returncode == 1, r.stderr
+        assert "closer" in r.stdout and "unreachable" in r.stdout
+        assert "Traceback" not in r.stderr and "paramiko" not in r.stderr, r.stderr
+        vv = kijun("-vv", "apply", "--dry", "-i", str(inv), "-b", MINI, "--no-store", home=home)
+        assert "paramiko" in vv.stderr  # the library's own lines are there for whoever asks
+    finally:
+        server.close()
