@@ -105,42 +105,16 @@ def _say(line: str) -> None:
         active.draw()
 
 
-# What a file is, from its top-level keys, and the command that validates it (a new user tries `validate` first).
-FILE_KINDS = (
-    ("advisory", "an advisory", "kijun advisory validate"),
-    ("waivers", "a waiver file", "kijun waivers check"),
-    ("kijun_clauses", "a clause map", "kijun clauses --check --map"),
-    ("kijun_report", "a run report", "kijun verify"),
-)
-
-
-def other_kind(path: str) -> InputError | None:
-    """An InputError saying which command validates FILE when it is not a baseline (None for a baseline,
-    or for a file that does not even parse: baseline.validate reports that)."""
-    if path.endswith(".py"):
-        return InputError(path, "", f"this is a pyinfra inventory, not a baseline: use `kijun params -i {path}` "
-                                    "(loads it without connecting) or `kijun check -i`")
-    try:
-        data, _, _ = baseline_mod.load_yaml(path)
-    except InputError:
-        return None
-    if isinstance(data, dict) and not {"kijun", "controls"} & set(data):
-        for key, what, command in FILE_KINDS:
-            if key in data:
-                return InputError(path, "", f"this is {what}, not a baseline: use `{command} {path}`")
-    return None
-
-
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 def validate(files: tuple[str, ...]) -> None:
     """Validate baseline files: one line per error (file:line: path: reason), in line order.
     An advisory, waiver file, clause map, report or inventory is named, with the command that validates it."""
-    from kijun.cli_reports import report_validation
+    from kijun.cli_reports import other_kind, report_validation
 
     errors = []
     for f in files:
-        wrong_kind = other_kind(f)
+        wrong_kind = other_kind(f, "baseline")
         errors += [wrong_kind] if wrong_kind else baseline_mod.validate(f)
     report_validation(errors, len(files), "baseline")
 

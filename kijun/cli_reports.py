@@ -39,6 +39,39 @@ def report_validation(errors: list, n_files: int, kind: str) -> None:
     click.echo(f"ok: {n_files} {kind} file(s) valid")
 
 
+# What a file is, from its top-level keys: (key, kind, what it is called, the command that validates it).
+FILE_KINDS = (
+    ("advisory", "advisory", "an advisory", "kijun advisory validate"),
+    ("waivers", "waivers", "a waiver file", "kijun waivers check"),
+    ("kijun_clauses", "clauses", "a clause map", "kijun clauses --check --map"),
+    ("kijun_report", "report", "a run report", "kijun verify"),
+    ("controls", "baseline", "a baseline", "kijun validate"),
+)
+_CALLED = {"baseline": "a baseline", "advisory": "an advisory", "waivers": "a waiver file"}
+
+
+def other_kind(path: str, expected: str) -> InputError | None:
+    """One line saying which command validates PATH when it is not of the EXPECTED kind (a new user tries
+    `kijun validate` on everything). None when it is, or when it does not even parse (the validator says why)."""
+    from kijun import baseline as baseline_mod
+
+    if path.endswith(".py"):
+        return InputError(path, "", f"this is a pyinfra inventory, not {_CALLED[expected]}: use "
+                                    f"`kijun params -i {path}` (loads it without connecting) or `kijun check -i`")
+    try:
+        data, _, _ = baseline_mod.load_yaml(path)
+    except InputError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    for key, kind, what, command in FILE_KINDS:
+        if key in data:
+            if kind == expected:
+                return None
+            return InputError(path, "", f"this is {what}, not {_CALLED[expected]}: use `{command} {path}`")
+    return None
+
+
 def _signer(key_path):
     from kijun import cli, signing
 
@@ -244,7 +277,11 @@ def advisory_validate(files) -> None:
     """Validate advisory files: one line per error (file:line: path: reason)."""
     from kijun import advisory as advisory_mod
 
-    report_validation([e for f in files for e in advisory_mod.validate(f)], len(files), "advisory")
+    errors = []
+    for f in files:
+        wrong_kind = other_kind(f, "advisory")
+        errors += [wrong_kind] if wrong_kind else advisory_mod.validate(f)
+    report_validation(errors, len(files), "advisory")
 
 
 @click.group()
@@ -262,6 +299,9 @@ def waivers_check(file, baseline_path) -> None:
     from kijun import cli
     from kijun import waivers as waivers_mod
 
+    wrong_kind = other_kind(file, "waivers")
+    if wrong_kind:
+        raise wrong_kind
     base = None
     if baseline_path:
         base = baseline_mod.load(baseline_path)

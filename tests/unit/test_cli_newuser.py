@@ -86,6 +86,16 @@ def test_apply_dry_with_a_missing_inventory(home):
     assert r.stdout == "" and "--rollback" not in r.stderr
 
 
+def test_a_dry_run_does_not_suggest_rollback(home, tmp_path):
+    inv = tmp_path / "inv.py"  # a closed loopback port: unreachable at once
+    inv.write_text('hosts = [("127.0.0.1", {"kijun_name": "dead", "ssh_port": 9})]\n')
+    dry = kijun("apply", "-i", str(inv), "--dry", "-b", MINI, "--no-store", home=home)
+    assert dry.returncode == 1 and "dead" in dry.stdout and "unreachable" in dry.stdout
+    assert "dry run of mini" in dry.stderr and "--rollback" not in dry.stderr
+    real = kijun("apply", "-i", str(inv), "-b", MINI, "--no-store", home=home)
+    assert "(rollback with --rollback " in real.stderr
+
+
 def test_check_with_every_host_rejected_says_no_host_could_be_checked(home, tmp_path):
     inv = tmp_path / "inv.py"
     inv.write_text("hosts = [('h1', {'kijun_class': 'V'}), ('h2', {'ssh_port': 0})]\n")
@@ -148,6 +158,19 @@ def test_validate_names_the_kind_and_the_command(home, path, kind, command):
     r = kijun("validate", path, home=home, cwd=ROOT)
     line = one_line(r)
     assert line.startswith(f"{path}: this is {kind}, not a baseline: use `{command} {path}`"), line
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["advisory", "validate", "baselines/nisc-core.yaml"],
+     "baselines/nisc-core.yaml: this is a baseline, not an advisory: use `kijun validate baselines/nisc-core.yaml`"),
+    (["advisory", "validate", "waivers/example.yaml"],
+     "waivers/example.yaml: this is a waiver file, not an advisory: use `kijun waivers check waivers/example.yaml`"),
+    (["waivers", "check", "advisories/example-icmp-redirects.yaml"],
+     "kijun: error: advisories/example-icmp-redirects.yaml: this is an advisory, not a waiver file: "
+     "use `kijun advisory validate advisories/example-icmp-redirects.yaml`"),
+])
+def test_the_other_validators_name_the_kind_too(home, args, expected):
+    assert one_line(kijun(*args, home=home, cwd=ROOT)) == expected
 
 
 def test_validate_of_a_report_file_points_to_verify(home, tmp_path):
