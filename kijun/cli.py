@@ -287,6 +287,8 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
         import logging
 
         logging.getLogger("kijun.apply").info("%s", line)  # per host: shown with -v (cleaned: host text)
+        if display is not None:
+            display.line(line)
 
     inv = _refuse_invalid_hosts(inventory, tuple(limit))
     store_args = {"store_url": store_url, "key_path": key_path, "no_store": no_store}
@@ -296,9 +298,11 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
         _stored_line(run)
         sys.exit(2 if run.keeper.failure else 0 if all(o.reachable and not o.error for o in run.outcomes) else 1)
     base = baseline_mod.load(baseline_path or default_baseline())
-    run = runs_mod.apply(base, inv, tuple(limit), dry=dry, parallel=parallel, fail_percent=fail_percent, tofu=tofu,
-                         verify=verify, keep_backups=keep_backups, host_timeout=host_timeout, max_output=max_output,
-                         progress=progress, **store_args)
+    display = None
+    with _progress(len(inv.targets), lang) as display:
+        run = runs_mod.apply(base, inv, tuple(limit), dry=dry, parallel=parallel, fail_percent=fail_percent,
+                             tofu=tofu, verify=verify, keep_backups=keep_backups, host_timeout=host_timeout,
+                             max_output=max_output, progress=progress, say=_say, **store_args)
     _print_apply(run.outcomes, lang, fmt, dry)
     if run.verified:
         from kijun import render

@@ -86,6 +86,7 @@ class Progress:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._shown = False
+        self._seen: set[str] = set()
         self._ticker: threading.Thread | None = None
 
     def __enter__(self) -> Progress:
@@ -111,6 +112,23 @@ class Progress:
             if not result.reachable:
                 self.unreachable += 1
             elif result.error or any(r.status in ("fail", "error") for r in result.results):
+                self.failing += 1
+        self.draw()
+
+    def line(self, text: str) -> None:
+        """One of apply's per-host lines (kijun.apply: "HOST: unreachable", "HOST: N control(s) drifted",
+        "HOST: N control(s) changed, M failed"): the first line of each host counts it as done."""
+        host, _, rest = text.partition(": ")
+        if not rest or not (rest == "unreachable" or "control(s)" in rest):
+            return
+        with self._lock:
+            if host in self._seen:
+                return
+            self._seen.add(host)
+            self.done += 1
+            if rest == "unreachable":
+                self.unreachable += 1
+            elif rest.endswith(" failed") and not rest.endswith(" 0 failed"):
                 self.failing += 1
         self.draw()
 

@@ -423,6 +423,16 @@ def test_progress_line_only_when_stderr_is_a_terminal(home, tmp_path):
     assert "hosts done" not in r.stderr and "\x1b" not in r.stderr and "\r" not in r.stderr
 
 
+def test_apply_shows_progress_on_a_terminal_too(home, tmp_path):
+    args = ["apply", "--dry", *_fleet_check(tmp_path)[1:-2]]  # apply has no --connect-timeout
+    code, out, err = run_with_stderr_on_a_pty(args, home)
+    assert code == 1, err
+    assert "2/2 hosts done, 0 failing, 2 unreachable" in err and err.endswith("\r\x1b[K")
+    assert "dry run of mini" in err  # the run's own line, not overwritten by the progress line
+    r = kijun(*args, home=home)
+    assert "hosts done" not in r.stderr and "\x1b" not in r.stderr
+
+
 def test_progress_line_in_japanese_and_not_with_quiet(home, tmp_path):
     _, _, err = run_with_stderr_on_a_pty(_fleet_check(tmp_path, "--lang", "ja"), home)
     assert "2/2 ホスト完了、不適合 0、到達不能 2" in err
