@@ -41,7 +41,16 @@ class _Formatter(logging.Formatter):
 
 
 class _Handler(logging.StreamHandler):
-    """A log line on a terminal first clears the progress line, which is drawn again below it."""
+    """A log line on a terminal first clears the progress line, which is drawn again below it.
+    It writes to the sys.stderr of the moment (click's test runner swaps it), never to a stale one."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
 
     def emit(self, record: logging.LogRecord) -> None:
         progress = Progress.active
@@ -52,8 +61,8 @@ class _Handler(logging.StreamHandler):
             progress.draw()
 
 
-def setup_logging(verbosity: int, stream: TextIO | None = None) -> None:
-    handler = _Handler(stream or sys.stderr)
+def setup_logging(verbosity: int) -> None:
+    handler = _Handler()
     handler.setFormatter(_Formatter())
     for name in ("kijun", *LIBRARIES):
         logger = logging.getLogger(name)
