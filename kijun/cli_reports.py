@@ -6,6 +6,7 @@ The main group adds them with `register(main)`. Conventions as in kijun.cli: --s
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -228,13 +229,26 @@ def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, 
     adv = advisory_mod.load(advisory_file)
     signer = _signer(key_path)
 
-    def progress(line):
-        _echo_host_text(f"  {line}\n", "table")  # may carry a host's error text
+    from kijun import cli
 
-    with _store(store_url, create=True) as st:
+    def progress(line):
+        # on stderr, never stdout (it corrupted --format json): per host with -v, the rest always
+        if line.startswith("nothing to do"):
+            cli._say(f"kijun: {line}")
+            return
+        logging.getLogger("kijun.advisory").info("%s", line)  # cleaned by the log formatter: host text
+        if display is not None:
+            display.line(line)
+
+    from kijun import inventory as inventory_mod
+
+    inv = inventory_mod.load(inventory, tuple(limit))
+    display = None
+    with _store(store_url, create=True) as st, cli._progress(len(inv.targets), lang) as display:
         result = advisory_mod.roll_out(adv, inventory, st, signer, confirmed_by=confirmed_by, pending_only=pending_only,
                                        limit=tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
-                                       tofu=tofu, progress=progress, host_timeout=host_timeout, max_output=max_output)
+                                       tofu=tofu, progress=progress, host_timeout=host_timeout, max_output=max_output,
+                                       inventory=inv)
     for err in result.inventory_errors:
         click.echo(f"kijun: error: {err}", err=True)
     _echo_host_text(advisory_mod.render_rollout(result, fmt, lang), fmt)

@@ -512,3 +512,22 @@ def test_a_failed_ssh_handshake_prints_no_library_traceback(home, tmp_path):
         assert "paramiko" in vv.stderr  # the library's own lines are there for whoever asks
     finally:
         server.close()
+
+
+def test_advisory_apply_json_is_json_and_host_lines_go_to_stderr(home, tmp_path, key_path):
+    """The roll-out's per-host lines were written to stdout, before the JSON document."""
+    import json
+
+    inv = tmp_path / "dead.py"
+    inv.write_text(DEAD)
+    args = ["advisory", "apply", str(ROOT / "advisories/example-icmp-redirects.yaml"), "-i", str(inv),
+            "--store", str(tmp_path / "results.db"), "--key", str(key_path)]
+    r = kijun(*args, "--format", "json", home=home)
+    assert r.returncode == 1, r.stderr
+    data = json.loads(r.stdout)
+    assert {h["host"] for h in data["hosts"]} == {"dead-1", "dead-2"}
+    assert r.stderr == ""
+    v = kijun("-v", *args, "--format", "json", "--pending-only", home=home)
+    assert json.loads(v.stdout) and "kijun: dead-1: unreachable" in v.stderr
+    code, _, err = run_with_stderr_on_a_pty(args, home)
+    assert code == 1 and "2/2 hosts done, 0 failing, 2 unreachable" in err
