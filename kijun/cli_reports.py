@@ -243,6 +243,11 @@ def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, 
     from kijun import inventory as inventory_mod
 
     inv = inventory_mod.load(inventory, tuple(limit))
+    if not inv.targets and inv.errors:  # not "already confirmed": nothing could be rolled out to
+        for err in inv.errors[:-1]:
+            click.echo(f"kijun: error: {err}", err=True)
+        click.echo(f"kijun: error: {inv.errors[-1]} (no host could be rolled out to; nothing was recorded)", err=True)
+        sys.exit(2)
     display = None
     with _store(store_url, create=True) as st, cli._progress(len(inv.targets), lang) as display:
         result = advisory_mod.roll_out(adv, inventory, st, signer, confirmed_by=confirmed_by, pending_only=pending_only,

@@ -531,3 +531,14 @@ def test_advisory_apply_json_is_json_and_host_lines_go_to_stderr(home, tmp_path,
     assert json.loads(v.stdout) and "kijun: dead-1: unreachable" in v.stderr
     code, _, err = run_with_stderr_on_a_pty(args, home)
     assert code == 1 and "2/2 hosts done, 0 failing, 2 unreachable" in err
+
+
+def test_advisory_apply_with_every_host_rejected_is_not_already_confirmed(home, tmp_path, key_path):
+    inv = tmp_path / "inv.py"
+    inv.write_text("hosts = [('h1', {'kijun_class': 'V'})]\n")
+    db = tmp_path / "results.db"
+    r = kijun("advisory", "apply", str(ROOT / "advisories/example-icmp-redirects.yaml"), "-i", str(inv),
+              "--store", str(db), "--key", str(key_path), home=home)
+    assert one_line(r) == (f"kijun: error: {inv}: h1.kijun_class: importance class must be one of I, II, III, IV "
+                           "(got 'V') (no host could be rolled out to; nothing was recorded)")
+    assert "already confirmed" not in r.stdout + r.stderr and not db.exists()
