@@ -101,11 +101,27 @@ def _value(path: Path, name: str, value: Any) -> Any:
     raise AssertionError(kind)
 
 
+def _refuse_foreign(path: Path) -> None:
+    """A kijun.toml in the working directory could come with a checked-out repository: its `inventory` is
+    Python that kijun runs (as root) and its `store` decides where records go. Only the user's own (or
+    root's) file, writable by no one else, is read (as OpenSSH treats ~/.ssh/config)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return  # read_input names the problem
+    if st.st_uid not in (os.getuid(), 0):
+        raise InputError(str(path), "", f"owned by uid {st.st_uid}, not by you or root: kijun takes no options from "
+                                        "another user's file (its inventory would be code kijun runs)")
+    if st.st_mode & 0o022:
+        raise InputError(str(path), "", f"writable by others (mode {st.st_mode & 0o777:04o}): chmod go-w {path}")
+
+
 def load(path: Path) -> dict[str, Any]:
     """The file's settings, checked; relative paths made absolute against the file's directory."""
     from kijun.inputs import decode_utf8, read_input
 
     file = str(path)
+    _refuse_foreign(path)
     text = decode_utf8(read_input(path, MAX_BYTES), file)
     try:
         data = tomllib.loads(text)

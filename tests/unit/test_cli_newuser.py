@@ -542,3 +542,17 @@ def test_advisory_apply_with_every_host_rejected_is_not_already_confirmed(home, 
     assert one_line(r) == (f"kijun: error: {inv}: h1.kijun_class: importance class must be one of I, II, III, IV "
                            "(got 'V') (no host could be rolled out to; nothing was recorded)")
     assert "already confirmed" not in r.stdout + r.stderr and not db.exists()
+
+
+def test_a_config_file_of_another_user_or_writable_by_others_is_refused(home, tmp_path):
+    """A kijun.toml that came with someone else's checkout must not choose the inventory (code kijun runs)."""
+    cfg = tmp_path / "kijun.toml"
+    cfg.write_text('inventory = "evil.py"\n')
+    cfg.chmod(0o666)
+    line = one_line(kijun("check", home=home, cwd=tmp_path))
+    assert line == f"kijun: error: {cfg}: writable by others (mode 0666): chmod go-w {cfg}"
+    cfg.chmod(0o644)
+    if os.getuid() == 0:
+        os.chown(cfg, 54321, 54321)
+        line = one_line(kijun("check", home=home, cwd=tmp_path))
+        assert line.startswith(f"kijun: error: {cfg}: owned by uid 54321, not by you or root")
