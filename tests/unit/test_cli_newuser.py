@@ -556,3 +556,19 @@ def test_a_config_file_of_another_user_or_writable_by_others_is_refused(home, tm
         os.chown(cfg, 54321, 54321)
         line = one_line(kijun("check", home=home, cwd=tmp_path))
         assert line.startswith(f"kijun: error: {cfg}: owned by uid 54321, not by you or root")
+
+
+def test_apply_names_why_a_host_cannot_be_connected_without_a_traceback(home, tmp_path):
+    """A missing key file made pyinfra's connect_all raise inside a greenlet: gevent printed the traceback,
+    and the hosts after that one were never activated."""
+    inv = tmp_path / "inv.py"
+    inv.write_text('hosts = [("127.0.0.1", {"kijun_name": "nokey", "ssh_port": 9, "ssh_key": "/nonexistent/key"}),'
+                   ' ("127.0.0.2", {"kijun_name": "dead", "ssh_port": 9})]\n')
+    r = kijun("apply", "--dry", "-i", str(inv), "-b", MINI, "--no-store", "--format", "json", home=home)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "Greenlet" not in r.stderr, r.stderr
+    import json
+
+    out = {o["host"]: o for o in json.loads(r.stdout)}
+    assert out["nokey"]["error"] == "cannot connect: No such private key file: /nonexistent/key"
+    assert not out["dead"]["reachable"] and out["dead"]["error"].startswith("cannot connect: ")
