@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kijun import baseline as baseline_mod
-from kijun.inputs import InputError, line_of, load_checked, parse_date
+from kijun.inputs import DOCUMENT, InputError, line_of, load_checked, parse_date
 from kijun.model import Baseline
 
 
@@ -73,7 +73,8 @@ def collect(path: str) -> tuple[Advisory | None, list[InputError]]:
     sub_index = {k[1:]: v for k, v in index.items() if k[:1] == ("advisory",)}
     base_errors = baseline_mod.collect_errors(path, doc, sub_index)
     if base_errors:
-        return None, [InputError(e.file, f"advisory.{e.path}" if e.path else "advisory", e.reason, e.line)
+        return None, [InputError(e.file, f"advisory.{e.path}" if e.path not in ("", DOCUMENT) else "advisory",
+                                 e.reason, e.line)
                       for e in base_errors]
     base = baseline_mod.build(path, doc, sub_index, raw)
     base.ignore_foreign_variables = True

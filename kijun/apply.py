@@ -45,9 +45,16 @@ def _make_state(inventory_path: str, limit: tuple[str, ...], parallel: int, fail
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
+    from kijun.inventory import load_error
+
     state = State(check_for_changes=True)
-    with ctx_state.use(state):
-        inventory = make_inventory(inventory_path, cwd=os.getcwd())
+    try:
+        with ctx_state.use(state):
+            inventory = make_inventory(inventory_path, cwd=os.getcwd())
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # loaded fine by kijun a moment ago: the inventory's code changed its mind
+        raise load_error(inventory_path, exc) from None
     for h in inventory:
         # pyinfra defaults to accept-new; kijun verifies host keys unless trust-on-first-use is asked for.
         if tofu:
@@ -78,14 +85,35 @@ def _make_state(inventory_path: str, limit: tuple[str, ...], parallel: int, fail
     return state, limit_hosts, rejected
 
 
-def _connect(state) -> None:
-    from pyinfra.api.connect import connect_all
+UNREACHABLE = "cannot connect (unreachable, auth or host key failure)"
+
+
+def _connect(state) -> dict[str, str]:
+    """Connect to the hosts in the limit side by side; returns why each failed one failed. pyinfra's
+    connect_all stops at the first host whose connection raises (a missing key file), leaving the hosts
+    after it unconnected, and gevent prints that exception's traceback: each host is on its own here."""
+    import gevent
     from pyinfra.api.exceptions import PyinfraError
 
+    def connect(host) -> str:
+        try:
+            host.connect(show_errors=False, raise_exceptions=True)
+        except Exception as exc:  # ConnectError, PyinfraError ("No such private key file"), paramiko's
+            return " ".join(f"cannot connect: {exc}".split())[:300]
+        return "" if host.connected else UNREACHABLE
+
+    hosts = [h for h in state.inventory if state.is_host_in_limit(h)]
+    jobs = {h: state.pool.spawn(connect, h) for h in hosts}
+    gevent.joinall(list(jobs.values()))
+    reasons = {h.name: job.value or UNREACHABLE for h, job in jobs.items() if not h.connected}
+    for h in hosts:
+        if h.connected:
+            state.activate_host(h)
     try:
-        connect_all(state)
+        state.fail_hosts({h for h in hosts if not h.connected}, activated_count=len(hosts))
     except PyinfraError:  # "No hosts remaining!": every host failed to connect; each is reported unreachable
         pass
+    return reasons
 
 
 def _without(inventory, names: set[str]):
@@ -118,10 +146,10 @@ def run(base: Baseline, inventory_path: str, run_id: str, dry: bool = False, lim
     ops.KEEP_BACKUPS = keep_backups
     state, hosts, rejected = _make_state(inventory_path, limit, parallel, fail_percent, tofu)
     results: dict[str, HostApply] = {h.name: HostApply(display_name(h), False, rejected[h.name]) for h in hosts if h.name in rejected}
-    _connect(state)
+    why = _connect(state)
     for h in hosts:
         if h.name not in results and h not in state.active_hosts:
-            results[h.name] = HostApply(display_name(h), False, "cannot connect (unreachable, auth or host key failure)")
+            results[h.name] = HostApply(display_name(h), False, why.get(h.name, UNREACHABLE))
             progress(f"{display_name(h)}: unreachable")
     state.set_stage(StateStage.Prepare)
     metas: dict[str, list[tuple[str, str, object]]] = {}
@@ -198,8 +226,9 @@ def rollback(inventory_path: str, run_id: str, limit: tuple[str, ...] = (), para
     if not RUN_ID.fullmatch(run_id):
         raise InputError("--rollback", "", f"{run_id!r} is not a kijun run id (like 20260101T000000Z-0a1b2c)")
     state, hosts, rejected = _make_state(inventory_path, limit, parallel, None, tofu)
-    _connect(state)
-    results = {h.name: HostApply(display_name(h), False, rejected.get(h.name, "cannot connect")) for h in hosts if h not in state.active_hosts}
+    why = _connect(state)
+    results = {h.name: HostApply(display_name(h), False, rejected.get(h.name, why.get(h.name, "cannot connect")))
+               for h in hosts if h not in state.active_hosts}
     state.set_stage(StateStage.Prepare)
     metas = {}
     by_name = {h.name: h for h in hosts}

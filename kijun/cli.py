@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from kijun import baseline as baseline_mod
-from kijun.cli_bounds import host_bounds
+from kijun.cli_bounds import PARALLEL, host_bounds, tofu_option
 from kijun.inputs import InputError, store_option
 from kijun.present.options import emit, format_option, lang_option, output_option
 
@@ -27,7 +27,19 @@ def fail_input(exc: Exception) -> None:
 
 
 class KijunGroup(click.Group):
-    """Turn bad input into one line on stderr and exit 2, wherever it is detected."""
+    """Turn bad input into one line on stderr and exit 2, wherever it is detected; kijun.toml as defaults."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if parent is None and "default_map" not in extra:  # the top group: read kijun.toml once
+            from kijun import config
+
+            try:
+                path = config.find()
+                if path is not None:
+                    extra["default_map"] = config.default_map(self, config.load(path))
+            except InputError as exc:
+                fail_input(exc)
+        return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx):
         from kijun.signing import SignatureError, SigningError
@@ -37,21 +49,55 @@ class KijunGroup(click.Group):
             return super().invoke(ctx)
         except (InputError, StoreError, SigningError, SignatureError) as exc:
             fail_input(exc)
+        except click.ClickException as exc:
+            wrapped = getattr(exc, "exception", None)  # pyinfra's UnexpectedExternalError: its show() prints a traceback
+            if not isinstance(wrapped, BaseException):
+                raise
+            from kijun.inventory import load_error
+
+            fail_input(load_error(str(getattr(exc, "filename", "") or "pyinfra"), exc))
 
 
 @click.group(cls=KijunGroup)
 @click.version_option(package_name="kijun")
-def main() -> None:
-    """kijun (基準): Japanese government security baselines for Linux fleets."""
+@click.option("-v", "--verbose", count=True, help="More on stderr: -v each host's start and end, -vv debug "
+                                                    "(pyinfra's and paramiko's own lines too).")
+@click.option("-q", "--quiet", count=True, help="Errors only on stderr, no progress line.")
+@click.pass_context
+def main(ctx, verbose: int, quiet: int) -> None:
+    """kijun (基準): Japanese government security baselines for Linux fleets.
+
+    Options can be set in kijun.toml (see docs/configuration.md): flag > environment > file > default."""
+    from kijun.cli_progress import setup_logging
+
+    ctx.obj = {"verbosity": verbose - quiet}
+    setup_logging(verbose - quiet)
+
+
+def _progress(total: int, lang: str):
+    from kijun.cli_progress import progress_for
+
+    return progress_for(total, lang)
+
+
+def _say(line: str) -> None:
+    from kijun.cli_progress import say
+
+    say(line)
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 def validate(files: tuple[str, ...]) -> None:
-    """Validate baseline files: one line per error (file:line: path: reason)."""
-    from kijun.cli_reports import report_validation
+    """Validate baseline files: one line per error (file:line: path: reason), in line order.
+    An advisory, waiver file, clause map, report or inventory is named, with the command that validates it."""
+    from kijun.cli_reports import other_kind, report_validation
 
-    report_validation([e for f in files for e in baseline_mod.validate(f)], len(files), "baseline")
+    errors = []
+    for f in files:
+        wrong_kind = other_kind(f, "baseline")
+        errors += [wrong_kind] if wrong_kind else baseline_mod.validate(f)
+    report_validation(errors, len(files), "baseline")
 
 
 @main.command()
@@ -102,8 +148,9 @@ baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.P
 @click.option("--class", "importance_class", type=click.Choice(["I", "II", "III", "IV"]), default=None,
               help="Importance class of this machine (with --local; default I, the strictest, and the output says so).")
 @limit_option
-@click.option("--parallel", default=32, show_default=True, help="Hosts checked at once.")
+@click.option("--parallel", type=click.IntRange(min=1), default=PARALLEL, show_default=True, help="Hosts checked at once.")
 @click.option("--connect-timeout", default=10, show_default=True, help="Seconds before a host counts as unreachable.")
+@tofu_option
 @host_bounds
 @store_option
 @key_option
@@ -112,11 +159,13 @@ baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.P
 @lang_option
 @format_option("run", "check")
 @output_option
-def check(local, inventory, baseline_path, importance_class, limit, parallel, connect_timeout, host_timeout, max_output,
-          store_url, key_path, no_store, waivers, lang, fmt, output) -> None:
+def check(local, inventory, baseline_path, importance_class, limit, parallel, connect_timeout, tofu, host_timeout,
+          max_output, store_url, key_path, no_store, waivers, lang, fmt, output) -> None:
     """Verify hosts against the baseline (read-only). Exit 0 compliant, 1 not, 2 input error, interrupted or store failure."""
     from kijun import runs as runs_mod
 
+    if local and _from_config("inventory"):  # kijun.toml's inventory is for fleet checks
+        inventory = None
     if local == bool(inventory):
         raise click.UsageError("give exactly one of --local or -i INVENTORY")
     base = baseline_mod.load(baseline_path or default_baseline())
@@ -131,13 +180,24 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
         exit_for(run.hosts)
 
     inv = runs_mod.load_fleet(base, inventory, tuple(limit))
+    if tofu:  # as apply does: unknown host keys are accepted (and remembered), changed ones still refused
+        for target in inv.targets:
+            target.ssh["strict"] = "accept-new"
+    if not inv.targets:  # every host was rejected: nothing to check, and no empty run to sign
+        if len(inv.errors) == 1:  # bad input stays one line
+            click.echo(f"kijun: error: {inv.errors[0]} (no host could be checked; no run was stored)", err=True)
+        else:
+            for err in inv.errors:
+                click.echo(f"kijun: error: {err}", err=True)
+            click.echo(f"kijun: error: {inventory}: no host could be checked: all {len(inv.errors)} hosts were "
+                       "rejected; no run was stored", err=True)
+        sys.exit(2)
     for err in inv.errors:
         click.echo(f"kijun: error: {err}", err=True)
-    if not inv.targets:  # every host was rejected: nothing to check, and no empty run to sign
-        sys.exit(2)
-    run = runs_mod.check(base, inv, tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
-                         host_timeout=host_timeout, max_output=max_output, store_url=store_url, key_path=key_path,
-                         no_store=no_store, waiver_set=waiver_set)
+    with _progress(len(inv.targets), lang) as progress:
+        run = runs_mod.check(base, inv, tuple(limit), parallel=parallel, connect_timeout=connect_timeout,
+                             host_timeout=host_timeout, max_output=max_output, store_url=store_url, key_path=key_path,
+                             no_store=no_store, waiver_set=waiver_set, say=_say, on_host=progress.host)
     hosts, keeper = run.hosts, run.keeper
     _show(run.report, fmt, lang, output, base)
     if run.interrupted:
@@ -151,15 +211,21 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
     exit_for(hosts)
 
 
+def _from_config(param: str) -> bool:
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(param) is ParameterSource.DEFAULT_MAP
+
+
 @main.command()
 @inventory_option
 @baseline_option
 @click.option("--dry", is_flag=True, help="Only show, per host and control, what would change (the drift).")
 @limit_option
-@click.option("--parallel", default=10, show_default=True, help="Hosts worked on at once.")
+@click.option("--parallel", type=click.IntRange(min=1), default=PARALLEL, show_default=True, help="Hosts worked on at once.")
 @click.option("--fail-percent", type=int, default=None, help="Stop when more than this percentage of hosts fail.")
 @click.option("--rollback", "rollback_id", default=None, metavar="RUN_ID", help="Restore the files a previous apply replaced.")
-@click.option("--trust-on-first-use", "tofu", is_flag=True, help="Accept unknown host keys (default: verify against known_hosts).")
+@tofu_option
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Re-check every host after applying.")
 @host_bounds
 @click.option("--keep-backups", type=click.IntRange(min=1), default=5, show_default=True,
@@ -177,9 +243,11 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
     from kijun import runs as runs_mod
 
     def progress(line):
-        from kijun.termsafe import clean
+        import logging
 
-        click.echo(clean(f"  {line}"), err=True)  # may carry a host's error text
+        logging.getLogger("kijun.apply").info("%s", line)  # per host: shown with -v (cleaned: host text)
+        if display is not None:
+            display.line(line)
 
     inv = _refuse_invalid_hosts(inventory, tuple(limit))
     store_args = {"store_url": store_url, "key_path": key_path, "no_store": no_store}
@@ -189,9 +257,11 @@ def apply(inventory, baseline_path, dry, limit, parallel, fail_percent, rollback
         _stored_line(run)
         sys.exit(2 if run.keeper.failure else 0 if all(o.reachable and not o.error for o in run.outcomes) else 1)
     base = baseline_mod.load(baseline_path or default_baseline())
-    run = runs_mod.apply(base, inv, tuple(limit), dry=dry, parallel=parallel, fail_percent=fail_percent, tofu=tofu,
-                         verify=verify, keep_backups=keep_backups, host_timeout=host_timeout, max_output=max_output,
-                         progress=progress, **store_args)
+    display = None
+    with _progress(len(inv.targets), lang) as display:
+        run = runs_mod.apply(base, inv, tuple(limit), dry=dry, parallel=parallel, fail_percent=fail_percent,
+                             tofu=tofu, verify=verify, keep_backups=keep_backups, host_timeout=host_timeout,
+                             max_output=max_output, progress=progress, say=_say, **store_args)
     _show(run.report, fmt, lang, output, base)
     _stored_line(run)
     sys.exit(2 if run.keeper.failure else 1 if run.failed else 0)
@@ -251,7 +321,7 @@ def verify(store_url, key_path, pub_paths, files) -> None:
     if files:
         problems = store_mod.verify_files(files, keys, bad_input)
     else:
-        with store_mod.Store(store_url) as st:
+        with store_mod.Store(store_url, create=False) as st:
             damage = st.integrity_problems()
             if damage:  # the rows below cannot be trusted to read back: stop at one line
                 more = f" (and {len(damage) - 2} more)" if len(damage) > 2 else ""
@@ -285,7 +355,7 @@ def drift(store_url, runs, since_kind, inventory, lang, fmt, output) -> None:
     from kijun import drift as drift_mod
     from kijun import store as store_mod
 
-    with store_mod.Store(store_url) as st:
+    with store_mod.Store(store_url, create=False) as st:
         if len(runs) == 2:
             old, new = st.get_report(runs[0]), st.get_report(runs[1])
             if drift_mod.fleet_key(old) != drift_mod.fleet_key(new):
@@ -318,8 +388,11 @@ def runs(store_url, kind, export_dir) -> None:
 
     from kijun import store as store_mod
 
-    with store_mod.Store(store_url) as st:
+    with store_mod.Store(store_url, create=False) as st:
         rows = st.runs(kind)
+        if not rows:  # say so: an empty line reads like a broken command
+            click.echo(f"kijun: no {kind + ' ' if kind else ''}runs stored in {st.url}", err=True)
+            return
         if export_dir:
             Path(export_dir).mkdir(parents=True, exist_ok=True)
             for r in rows:

@@ -1,10 +1,15 @@
-"""Command-line options bounding what one host may cost (check, apply's verification, advisory roll-outs)."""
+"""Command-line options of the fleet commands (check, apply, advisory apply): what one host may cost,
+how many hosts at once, host keys. One name and one default each, wherever they appear."""
 
 from __future__ import annotations
 
 import click
 
 from kijun import probe
+
+PARALLEL = 32  # hosts at once, for every fleet command (was 10 for apply: one default now)
+tofu_option = click.option("--trust-on-first-use", "tofu", is_flag=True,
+                           help="Accept unknown host keys (default: verify against known_hosts; a changed key is always refused).")
 
 
 class ByteSize(click.ParamType):

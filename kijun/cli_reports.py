@@ -6,16 +6,19 @@ The main group adds them with `register(main)`. Conventions as in kijun.cli: --s
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 import click
 
-from kijun.cli_bounds import host_bounds
+from kijun.cli_bounds import PARALLEL, host_bounds, tofu_option
+from kijun.inputs import InputError
 from kijun.inputs import store_option
 from kijun.present.options import format_option, lang_option, output_option
 
 CLASS_CHOICES = ("I", "II", "III", "IV")
+INSPECT_CLASSES = ("I", "II")  # the important systems of 資料2 1.
 
 key_option = click.option("--key", "key_path", default=None, envvar="KIJUN_SIGNING_KEY", help="Ed25519 signing key (PEM).")
 baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.Path(), default=None,
@@ -24,7 +27,10 @@ run_option = click.option("--run", "run_id", default=None, metavar="RUN_ID", hel
 
 
 def report_validation(errors: list, n_files: int, kind: str) -> None:
-    """The `validate` commands' output: one line per error on stderr and exit 2, or one ok line."""
+    """The `validate` commands' output: one line per error on stderr and exit 2, or one ok line.
+    Per file in the order given, errors in line order (an editor's order, not the JSON path's)."""
+    files = list(dict.fromkeys(e.file for e in errors))
+    errors = sorted(errors, key=lambda e: (files.index(e.file), e.line or 0))  # stable: same line keeps its order
     for e in errors:
         click.echo(str(e), err=True)
     if errors:
@@ -32,10 +38,54 @@ def report_validation(errors: list, n_files: int, kind: str) -> None:
     click.echo(f"ok: {n_files} {kind} file(s) valid")
 
 
-def _store(store_url):
+# What a file is, from its top-level keys: (key, kind, what it is called, the command that validates it).
+FILE_KINDS = (
+    ("advisory", "advisory", "an advisory", "kijun advisory validate"),
+    ("waivers", "waivers", "a waiver file", "kijun waivers check"),
+    ("kijun_clauses", "clauses", "a clause map", "kijun clauses --check --map"),
+    ("kijun_report", "report", "a run report", "kijun verify"),
+    ("controls", "baseline", "a baseline", "kijun validate"),
+)
+_CALLED = {"baseline": "a baseline", "advisory": "an advisory", "waivers": "a waiver file"}
+
+
+def other_kind(path: str, expected: str) -> InputError | None:
+    """One line saying which command validates PATH when it is not of the EXPECTED kind (a new user tries
+    `kijun validate` on everything). None when it is, or when it does not even parse (the validator says why)."""
+    from kijun import baseline as baseline_mod
+
+    if path.endswith(".py"):
+        return InputError(path, "", f"this is a pyinfra inventory, not {_CALLED[expected]}: use "
+                                    f"`kijun params -i {path}` (loads it without connecting) or `kijun check -i`")
+    try:
+        data, _, _ = baseline_mod.load_yaml(path)
+    except InputError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    for key, kind, what, command in FILE_KINDS:
+        if key in data:
+            if kind == expected:
+                return None
+            return InputError(path, "", f"this is {what}, not {_CALLED[expected]}: use `{command} {path}`")
+    return None
+
+
+def _signer(key_path):
+    from kijun import runs as runs_mod
+    from kijun import signing
+
+    try:
+        return runs_mod.signer(key_path)
+    except signing.SigningError as exc:
+        raise InputError(str(key_path or signing.default_key_path()), "", str(exc)) from None
+
+
+def _store(store_url, create: bool = False):
+    """The result store; commands that only read it never create it (or its directory) as a side effect."""
     from kijun.store import Store
 
-    return Store(store_url)
+    return Store(store_url, create=create)
 
 
 def resolve_baseline(report: dict, baseline_path: str | None):
@@ -106,15 +156,16 @@ def matrix(store_url, run_id, baseline_path, classes, tags, groups, fmt, view, t
 @key_option
 @run_option
 @baseline_option
-@click.option("--classes", "classes", multiple=True, default=("I", "II"), show_default=True,
-              help="Importance classes of the important systems (repeatable or I,II).")
+@click.option("--class", "classes", multiple=True,
+              help="Importance classes of the important systems (repeatable or I,II; default I,II).")
+@click.option("--classes", "old_classes", multiple=True, hidden=True)  # the old spelling, kept for scripts
 @click.option("--tag", "tags", multiple=True, default=("targeted-attack",), show_default=True,
               help="Controls inspected: those with one of these tags.")
 @click.option("--no-store", is_flag=True, help="Do not store the inspection as a signed report.")
 @format_option("inspect")
 @output_option
 @lang_option
-def inspect(store_url, key_path, run_id, baseline_path, classes, tags, no_store, fmt, output, lang) -> None:
+def inspect(store_url, key_path, run_id, baseline_path, classes, old_classes, tags, no_store, fmt, output, lang) -> None:
     """Early inspection (資料2 1.): targeted-attack controls on important systems, gaps ranked for remediation.
 
     Stored as a signed report of kind "inspect". Exit 0 no gap, 1 gaps, 2 input error.
@@ -122,7 +173,7 @@ def inspect(store_url, key_path, run_id, baseline_path, classes, tags, no_store,
     from kijun import runs as runs_mod
 
     run = runs_mod.inspect(store_url=store_url, key_path=key_path, no_store=no_store, run_id=run_id,
-                           baseline_path=baseline_path, classes=_classes(classes, "--classes"), tags=_split(tags),
+                           baseline_path=baseline_path, classes=_classes(classes + old_classes, "--class") or INSPECT_CLASSES, tags=_split(tags),
                            lang=lang)
     if run.stored:
         sealed = run.report
@@ -149,9 +200,9 @@ def advisory() -> None:
 @click.option("--confirmed-by", default=None, help="Who confirms the roll-out (default: the OS user).")
 @click.option("--pending-only", is_flag=True, help="Only hosts not yet confirmed (pending, unreachable, failed).")
 @click.option("--limit", multiple=True, help="Only these hosts or groups (repeatable).")
-@click.option("--parallel", default=10, show_default=True)
-@click.option("--connect-timeout", default=10, show_default=True)
-@click.option("--trust-on-first-use", "tofu", is_flag=True, help="Accept unknown host keys (default: verify against known_hosts).")
+@click.option("--parallel", type=click.IntRange(min=1), default=PARALLEL, show_default=True, help="Hosts worked on at once.")
+@click.option("--connect-timeout", default=10, show_default=True, help="Seconds before a host counts as unreachable.")
+@tofu_option
 @host_bounds
 @store_option
 @key_option
@@ -169,15 +220,31 @@ def advisory_apply(advisory_file, inventory, confirmed_by, pending_only, limit, 
 
     adv = advisory_mod.load(advisory_file)
 
+    from kijun import cli_progress
+
     def progress(line):
-        from kijun.termsafe import clean
+        # on stderr, never stdout (it corrupted --format json): per host with -v, the rest always
+        if line.startswith("nothing to do"):
+            cli_progress.say(f"kijun: {line}")
+            return
+        logging.getLogger("kijun.advisory").info("%s", line)  # cleaned by the log formatter: host text
+        if display is not None:
+            display.line(line)
 
-        click.echo(clean(f"  {line}"), err=True)  # may carry a host's error text; stdout is the result (JSON)
+    from kijun import inventory as inventory_mod
 
-    result = runs_mod.roll_out(adv, inventory, store_url=store_url, key_path=key_path, confirmed_by=confirmed_by,
-                               pending_only=pending_only, limit=tuple(limit), parallel=parallel,
-                               connect_timeout=connect_timeout, tofu=tofu, progress=progress,
-                               host_timeout=host_timeout, max_output=max_output)
+    inv = inventory_mod.load(inventory, tuple(limit))
+    if not inv.targets and inv.errors:  # not "already confirmed": nothing could be rolled out to
+        for err in inv.errors[:-1]:
+            click.echo(f"kijun: error: {err}", err=True)
+        click.echo(f"kijun: error: {inv.errors[-1]} (no host could be rolled out to; nothing was recorded)", err=True)
+        sys.exit(2)
+    display = None
+    with cli_progress.progress_for(len(inv.targets), lang) as display:
+        result = runs_mod.roll_out(adv, inventory, store_url=store_url, key_path=key_path, confirmed_by=confirmed_by,
+                                   pending_only=pending_only, limit=tuple(limit), parallel=parallel,
+                                   connect_timeout=connect_timeout, tofu=tofu, progress=progress,
+                                   host_timeout=host_timeout, max_output=max_output, inventory=inv)
     for err in result.inventory_errors:
         click.echo(f"kijun: error: {err}", err=True)
     _echo_host_text(advisory_report.render_rollout(result, fmt, lang), fmt)
@@ -223,7 +290,11 @@ def advisory_validate(files) -> None:
     """Validate advisory files: one line per error (file:line: path: reason)."""
     from kijun import advisory as advisory_mod
 
-    report_validation([e for f in files for e in advisory_mod.validate(f)], len(files), "advisory")
+    errors = []
+    for f in files:
+        wrong_kind = other_kind(f, "advisory")
+        errors += [wrong_kind] if wrong_kind else advisory_mod.validate(f)
+    report_validation(errors, len(files), "advisory")
 
 
 @click.group()
@@ -233,12 +304,16 @@ def waivers() -> None:
 
 @waivers.command("check")
 @click.argument("file", type=click.Path())
-@baseline_option
+@click.option("-b", "--baseline", "baseline_path", type=click.Path(), default=None,
+              help="Baseline the waived control ids must exist in (default: the shipped one).")
 def waivers_check(file, baseline_path) -> None:
     """Validate a waiver file. Exit 0 ok, 1 with warnings (expired, unknown control), 2 invalid."""
     from kijun import baseline as baseline_mod
     from kijun import waivers as waivers_mod
 
+    wrong_kind = other_kind(file, "waivers")
+    if wrong_kind:
+        raise wrong_kind
     base = None
     if baseline_path:
         base = baseline_mod.load(baseline_path)

@@ -6,6 +6,7 @@ undispatched: they are recorded as not checked, while hosts in flight end or hit
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -17,6 +18,7 @@ from kijun.msg import Msg
 from kijun.remote import Unreachable, runner_for
 
 NOT_CHECKED = Msg("not checked: run interrupted")
+log = logging.getLogger(__name__)
 
 
 def failed_host(base: Baseline, target: HostTarget, error: str, started: str) -> HostResult:
@@ -41,6 +43,7 @@ def check_one(base: Baseline, target: HostTarget, connect_timeout: int = 10,
               host_timeout: float = probe.DEFAULT_HOST_TIMEOUT, max_output: int = probe.DEFAULT_MAX_OUTPUT,
               abort: threading.Event | None = None) -> HostResult:
     started = check.now()
+    log.info("%s: checking", target.name)
     try:
         host_plan = plan.plan_host(base, target)
     except InputError as exc:

@@ -35,10 +35,16 @@ class InputError(Exception):
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path or '<root>'}: {self.reason}"
+        # no place inside the file (cannot read it, no hosts): the file itself is the place
+        return f"{where}: {self.path}: {self.reason}" if self.path else f"{where}: {self.reason}"
+
+
+DOCUMENT = "(document)"  # the place of an error about the whole YAML/JSON document (not "<root>")
 
 
 def json_path(parts: list[Any] | tuple[Any, ...]) -> str:
+    if not parts:
+        return DOCUMENT
     out = ""
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
@@ -287,7 +293,8 @@ def load_yaml(path: str | Path, loader: type = StrictLoader) -> tuple[Any, dict[
                              text.count("\n", 0, max(text.find(char), 0)) + 1) from None
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        place = json_path(marks.get((mark.line, mark.column), ())) if mark else ""
+        parts = marks.get((mark.line, mark.column), ()) if mark else ()
+        place = json_path(parts) if parts else ""  # a YAML-level error: its line says where
         if isinstance(exc, _Rejected):
             raise InputError(path, place, exc.problem, line) from None
         syntax = (yaml.scanner.ScannerError, yaml.parser.ParserError, yaml.composer.ComposerError)

@@ -28,9 +28,14 @@ class LoadedInventory:
     errors: list[InputError]  # per-host problems: those hosts are skipped, the others go on
 
 
-def _load_error(path: str, exc: BaseException) -> InputError:
+def load_error(path: str, exc: BaseException) -> InputError:
     """One line for whatever the inventory's own Python did: the exception and the inventory line it came from."""
-    inner = getattr(exc, "exception", None) or exc  # pyinfra wraps errors of user code in UnexpectedExternalError
+    inner = exc
+    for _ in range(8):  # pyinfra wraps errors of user code in UnexpectedExternalError (whose str() itself fails)
+        wrapped = getattr(inner, "exception", None)
+        if not isinstance(wrapped, BaseException):
+            break
+        inner = wrapped
     if isinstance(inner, SyntaxError) and inner.filename == path:
         return InputError(path, "", f"cannot load inventory: SyntaxError: {inner.msg}", inner.lineno)
     line = None
@@ -41,8 +46,16 @@ def _load_error(path: str, exc: BaseException) -> InputError:
         tb = tb.tb_next
     if isinstance(inner, SystemExit):
         return InputError(path, "", f"cannot load inventory: it called exit({inner.code!r})", line)
-    what = " ".join(str(inner).split())[:200]
-    return InputError(path, "", f"cannot load inventory: {type(inner).__name__}: {what}", line)
+    what = " ".join(_text_of(inner).split())[:200]
+    return InputError(path, "", f"cannot load inventory: {type(inner).__name__}" + (f": {what}" if what else ""), line)
+
+
+def _text_of(exc: BaseException) -> str:
+    """str() of an exception the inventory's code raised; its __str__ is user code too and may fail."""
+    try:
+        return str(exc)
+    except Exception:
+        return ""
 
 
 def _duplicate_in_a_group(path: str) -> InputError | None:
@@ -74,7 +87,7 @@ def load_pyinfra_inventory(path: str, limit: tuple[str, ...] = ()):
     except InputError:
         raise
     except BaseException as exc:  # the inventory is user Python: any error (or exit) is input error
-        raise _load_error(path, exc) from None
+        raise load_error(path, exc) from None
     if duplicate:
         raise duplicate
     if not list(inv):

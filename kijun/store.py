@@ -171,7 +171,7 @@ def _warn_if_shared(path: str, what: str) -> None:
     except OSError:
         return
     if stat.S_ISREG(mode) and mode & 0o077:
-        print(f"kijun: warning: {path}: <root>: {what} is readable by others (mode {stat.S_IMODE(mode):04o}): "
+        print(f"kijun: warning: {path}: {what} is readable by others (mode {stat.S_IMODE(mode):04o}): "
               f"chmod 600 {path}", file=sys.stderr)
 
 
@@ -182,7 +182,8 @@ def _sqlite_path(url: str) -> str:
 
 
 class Store:
-    def __init__(self, url: str | Path | None = None, *, timeout: float = BUSY_TIMEOUT_S):
+    def __init__(self, url: str | Path | None = None, *, timeout: float = BUSY_TIMEOUT_S, create: bool = True):
+        """create=False (commands that only read): a SQLite store that does not exist is an error, not a new file."""
         url = str(url or os.environ.get(STORE_ENV) or DEFAULT_STORE_PATH.expanduser())
         self.url = _redact(url)  # for messages; a password never reaches a log
         self._lock = threading.RLock()  # one connection; runners may report hosts from threads
@@ -197,7 +198,11 @@ class Store:
             raise StoreError(f"{_redact(url)}: unsupported store URL (use a path, sqlite:///path or postgresql://...)")
         else:
             self.dialect = SQLITE
-            self._conn = self._connect_sqlite(_sqlite_path(url), timeout)
+            path = _sqlite_path(url)
+            if not create and path != ":memory:" and not os.path.lexists(path):
+                raise StoreError(f"no store at {path}: nothing has been recorded there (a check, apply or advisory "
+                                 "run creates it; or give --store / KIJUN_STORE)")
+            self._conn = self._connect_sqlite(path, timeout)
         self._check_tables()
         try:
             with self._transaction():
@@ -207,10 +212,10 @@ class Store:
                     self.add_columns(table, columns)
         except StoreError as exc:
             self._conn.close()
-            if ": <root>: " in str(exc):  # already says where and what
+            if ": store is corrupted: " in str(exc):  # already says where and what
                 raise
             reason = str(exc).split(": ", 1)[-1]
-            raise StoreError(f"{self.url}: <root>: not a usable kijun store: {reason}") from None
+            raise StoreError(f"{self.url}: not a usable kijun store: {reason}") from None
 
     @staticmethod
     def _connect_sqlite(path: str, timeout: float) -> sqlite3.Connection:
@@ -223,9 +228,9 @@ class Store:
             except FileNotFoundError:
                 mode = None
             except OSError as exc:
-                raise StoreError(f"{path}: <root>: cannot open store: {exc.strerror}") from None
+                raise StoreError(f"{path}: cannot open store: {exc.strerror}") from None
             if mode is not None and not stat.S_ISREG(mode):  # a FIFO or device would block or never end
-                raise StoreError(f"{path}: <root>: cannot open store: not a regular file ({file_kind(mode)})")
+                raise StoreError(f"{path}: cannot open store: not a regular file ({file_kind(mode)})")
             p.parent.mkdir(parents=True, exist_ok=True)
             if mode is None:  # host facts are not for everyone's eyes
                 os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -237,10 +242,10 @@ class Store:
             conn.execute("PRAGMA foreign_keys = ON")
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.Error as exc:
-            raise StoreError(f"{path}: <root>: cannot open store: {exc}") from None
+            raise StoreError(f"{path}: cannot open store: {exc}") from None
         if tables and not any(t.startswith("kijun_") for t in tables):  # never write into another program's data
             conn.close()
-            raise StoreError(f"{path}: <root>: not a kijun store (it holds table(s) {', '.join(sorted(tables)[:5])}): "
+            raise StoreError(f"{path}: not a kijun store (it holds table(s) {', '.join(sorted(tables)[:5])}): "
                              "give the path of a kijun store or of a new file")
         return conn
 
@@ -277,7 +282,7 @@ class Store:
             text = " ".join(str(exc).split())
             for secret in filter(None, (urlsplit(url).password, password)):
                 text = text.replace(secret, "***")
-            raise StoreError(f"{_redact(url)}: <root>: cannot open store: {_redact(text)}") from None
+            raise StoreError(f"{_redact(url)}: cannot open store: {_redact(text)}") from None
 
     def close(self) -> None:
         self._conn.close()
@@ -299,7 +304,7 @@ class Store:
             except self._errors as exc:
                 text = " ".join(str(exc).split())
                 if text in ("database disk image is malformed", "file is not a database"):
-                    raise StoreError(f"{_redact(self.url)}: <root>: store is corrupted: {text} "
+                    raise StoreError(f"{_redact(self.url)}: store is corrupted: {text} "
                                      "(restore it from a backup)") from None
                 raise StoreError(f"{_redact(self.url)}: {text}") from None
 

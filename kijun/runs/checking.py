@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kijun.inputs import InputError
 from kijun.runs.keeper import RunKeeper, Say, StopOnSignal, _stderr, apply_waivers, open_run, scope_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,8 +46,10 @@ def load_fleet(base, inventory: str, limit: tuple[str, ...]):
 
 
 def check(base, inv, limit: tuple[str, ...], *, parallel: int, connect_timeout: int, host_timeout: float,
-          max_output: int, store_url, key_path, no_store: bool, waiver_set=None, say: Say = _stderr) -> CheckRun:
-    """Check a loaded fleet (load_fleet); each host result is stored, signed, as it arrives."""
+          max_output: int, store_url, key_path, no_store: bool, waiver_set=None, say: Say = _stderr,
+          on_host: Callable[[Any], None] | None = None) -> CheckRun:
+    """Check a loaded fleet (load_fleet); each host result is stored, signed, as it arrives (then on_host(result),
+    e.g. a progress display; each host's end is logged at INFO)."""
     from kijun import fleet
     from kijun.termsafe import clean
 
@@ -64,7 +71,9 @@ def check(base, inv, limit: tuple[str, ...], *, parallel: int, connect_timeout: 
             line = f"error: {res.error}"
         else:
             line = f"{bad} failing control(s)"
-        say(clean(f"  {res.host}: {line}"))
+        log.info("%s", clean(f"{res.host}: {line}"))
+        if on_host is not None:
+            on_host(res)
 
     with StopOnSignal() as sig:
         hosts = fleet.check_fleet(base, inv.targets, parallel=parallel, connect_timeout=connect_timeout, on_result=done,

@@ -81,7 +81,7 @@ def inspect(*, store_url, key_path, no_store: bool, run_id: str | None, baseline
             not_stored = f"no signing key at {key_file(None)} (run `kijun keygen` to store inspections signed)"
         else:
             sign_key = signer(key_path)  # before any work: a given key that cannot be used is an error
-    with Store(store_url) as st:
+    with Store(store_url, create=False) as st:  # it inspects a stored run: a missing store is an error, never made
         source = st.pick(run_id)
         base = baseline_mod.for_report(source, baseline_path)
         if base is None:

@@ -193,7 +193,7 @@ def test_a_signal_stops_dispatching_and_seals_the_run_as_interrupted(lab, keys, 
     hung = lab.hosts[0].name
     names = [h.name for h in lab.hosts]
     with planted(lab, hung, "hostname", f"cat {FIFO}"):
-        p = subprocess.Popen(kijun_argv("check", "-i", INVENTORY, "-b", BASELINE, "--parallel", "1",
+        p = subprocess.Popen(kijun_argv("-v", "check", "-i", INVENTORY, "-b", BASELINE, "--parallel", "1",
                                         "--host-timeout", str(host_timeout), "--store", keys["store"],
                                         "--key", keys["key"], "--format", "json"),
                              cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -213,7 +213,7 @@ def test_a_signal_stops_dispatching_and_seals_the_run_as_interrupted(lab, keys, 
                 p.kill()
     assert p.returncode == 2, err
     assert f"run {run_id} sealed as incomplete (interrupted): 1 host(s) checked, {len(names) - 1} not checked" in err, err
-    assert f"  {names[1]}: not checked: run interrupted\n" in err
+    assert f"kijun: {names[1]}: not checked: run interrupted\n" in err  # -v: each host's end
     hosts = hosts_by_name(json.loads(out))
     assert set(hosts) == set(names)
     assert hosts[hung]["error"] == hung_error
@@ -245,14 +245,15 @@ def test_a_store_that_fails_mid_run_leaves_a_spool_with_every_result(lab, keys, 
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     with planted(lab, hung, "hostname", f"cat {FIFO}"):
-        p = subprocess.Popen(kijun_argv("check", "-i", INVENTORY, "-b", BASELINE, "--limit", hung, "--limit", fine,
+        p = subprocess.Popen(kijun_argv("-v", "check", "-i", INVENTORY, "-b", BASELINE, "--limit", hung, "--limit", fine,
                                         "--host-timeout", "25", "--store", str(store), "--key", keys["key"],
                                         "--format", "json"),
                              cwd=workdir, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             lines = [p.stderr.readline()]
             run_id = lines[0].split()[1].rstrip(":")
-            while not lines[-1].startswith(f"  {fine}:"):  # the quick host is in the store
+            # -v: the quick host's end line comes once it is in the store
+            while not (lines[-1].startswith(f"kijun: {fine}: ") and not lines[-1].endswith(": checking\n")):
                 lines.append(p.stderr.readline())
                 assert lines[-1], "".join(lines)
             # Disk full while the hung host is still in flight.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 from test_apply_check import INVENTORY, kijun, lab_baseline, plant_drift, signing  # noqa: F401,F811 (fixtures)
 
@@ -67,5 +68,6 @@ def test_apply_no_store_stores_nothing(lab, lab_baseline, signing, tmp_path):  #
     r = kijun("apply", "-i", INVENTORY, "-b", lab_baseline, "--dry", "--no-store", "--store", store, "--format", "json")
     assert r.returncode in (0, 1) and json.loads(r.stdout), r.stderr[-2000:]
     assert "stored" not in r.stderr
-    listed = kijun("runs", "--store", store)
-    assert listed.returncode == 0 and "dry-run" not in listed.stdout
+    assert not Path(store).exists()  # not even an empty store
+    listed = kijun("runs", "--store", store)  # `runs` only reads: it creates no store either
+    assert listed.returncode == 2 and f"no store at {store}" in listed.stderr and "dry-run" not in listed.stdout

@@ -22,7 +22,7 @@ def test_validate_ok_and_errors():
     assert ok.returncode == 0, ok.stderr
     bad = kijun("validate", "tests/data/mini.yaml", "no/such.yaml")
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "no/such.yaml: <root>: cannot read: No such file or directory"
+    assert bad.stderr.strip() == "no/such.yaml: cannot read: No such file or directory"
 
 
 def test_check_local_prints_a_table_and_exits_by_compliance():

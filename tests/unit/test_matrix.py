@@ -382,6 +382,9 @@ def test_cli_matrix_formats(fleet, tmp_path):
 
 def test_cli_matrix_errors(tmp_path):
     r = CliRunner().invoke(cli(), ["matrix", "--store", str(tmp_path / "empty.db")])
+    assert r.exit_code == 2 and "no store at" in r.output and not (tmp_path / "empty.db").exists()
+    Store(tmp_path / "empty.db").close()
+    r = CliRunner().invoke(cli(), ["matrix", "--store", str(tmp_path / "empty.db")])
     assert r.exit_code == 2 and "no complete check run stored yet" in r.output
     r = CliRunner().invoke(cli(), ["matrix", "--store", str(tmp_path / "empty.db"), "--run", "20260101T000000Z-abcdef"])
     assert r.exit_code == 2 and "unknown run" in r.output

@@ -311,4 +311,4 @@ def test_verify_of_an_empty_directory_is_an_error(tmp_path, key_path):
     empty.mkdir()
     r = kijun("verify", "--key", str(key_path), str(empty))
     assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr == f"kijun: error: {empty}: <root>: no report files (*.json) in this directory: nothing to verify\n"
+    assert r.stderr == f"kijun: error: {empty}: no report files (*.json) in this directory: nothing to verify\n"

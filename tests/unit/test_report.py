@@ -130,7 +130,7 @@ def test_load_report_round_trips(tmp_path):
 def test_invalid_json_names_file_and_line(tmp_path):
     p = write(tmp_path, '{\n  "kijun_report": 1,\n  "run_id": \n}')
     msg = one_line_error(p)
-    assert msg.startswith(f"{p}:4: <root>: invalid JSON")
+    assert msg.startswith(f"{p}:4: invalid JSON")
 
 
 def test_schema_violation_names_json_path(tmp_path):
@@ -141,8 +141,8 @@ def test_schema_violation_names_json_path(tmp_path):
 
 
 @pytest.mark.parametrize("mutate, where, reason", [
-    (lambda r: r.pop("kind"), "<root>", "'kind' is required"),
-    (lambda r: r.update(extra=1), "<root>", "unknown key(s): 'extra'"),
+    (lambda r: r.pop("kind"), "(document)", "'kind' is required"),
+    (lambda r: r.update(extra=1), "(document)", "unknown key(s): 'extra'"),
     (lambda r: r.update(kijun_report=2), "kijun_report", "1 was expected"),
     (lambda r: r.update(run_id="yesterday"), "run_id", "does not match"),
     (lambda r: r.update(finished="soon"), "finished", "does not match"),

@@ -195,7 +195,7 @@ def test_the_password_comes_from_a_file_never_from_the_command_line(pg_url, tmp_
     wrong.chmod(0o644)
     bad = kijun("runs", "--store", bare, "--store-password-file", str(wrong))
     assert bad.returncode == 2
-    assert bad.stderr.splitlines()[0] == f"kijun: warning: {wrong}: <root>: password file is readable by others " \
+    assert bad.stderr.splitlines()[0] == f"kijun: warning: {wrong}: password file is readable by others " \
                                          f"(mode 0644): chmod 600 {wrong}"
     assert len(bad.stderr.splitlines()) == 2 and "cannot open store" in bad.stderr.splitlines()[1]
     for r in (ok, via_env, refused, bad):

@@ -1,3 +1,3 @@
-# expect: :3: <root>: cannot load inventory: SyntaxError: '[' was never closed
+# expect: :3: cannot load inventory: SyntaxError: '[' was never closed
 # defect: a Python syntax error
 hosts = ["web-01",
