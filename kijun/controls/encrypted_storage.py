@@ -4,15 +4,18 @@
 Which mount points hold secret data is the organisation's parameter. For each, the device under it
 and all its parents (`lsblk -s`) must include a `crypt` layer; every active swap device must too (a
 swap file lives on its filesystem's device). Observe-only: encrypting a volume means re-creating it.
+With no mount point named there is nothing to judge for the volumes: not-applicable with that reason
+(an unencrypted swap still fails), never a pass.
 """
 
 from __future__ import annotations
 
 import shlex
 
-from kijun.controls.base import ControlType, error, register, verdict
+from kijun.controls.base import ControlType, Verdict, error, register, verdict
 
 MOUNT = r"^/[A-Za-z0-9._/@+-]*$"
+NO_MOUNTS = "no volumes of secret information named by the organisation (crypt_mounts)"
 SWAP_CMD = ("[ -r /proc/swaps ] || { echo 'no /proc/swaps'; exit 0; }; swapon --show=NAME,TYPE --noheadings --raw 2>/dev/null | while read -r n t; do "
             "if [ \"$t\" = file ]; then d=$(findmnt -no SOURCE --target \"$n\"); else d=$n; fi; "
             "printf '%s %s\\n' \"$n\" \"$(lsblk -nrso TYPE \"$d\" 2>/dev/null | tr '\\n' ,)\"; done; true")
@@ -71,7 +74,11 @@ class EncryptedStorage(ControlType):
                     (ok if "crypt" in layers else problems).append(f"swap {dev} ({'/'.join(layers) or 'unknown'})")
         if problems:
             return verdict(False, "not encrypted: " + "; ".join(problems), expected)
-        return verdict(True, "; ".join(ok) if ok else "no swap active, no volume listed", expected)
+        if not p.get("mounts"):
+            # nothing named, nothing judged: the volumes part cannot pass by default
+            seen = "; ".join(ok) if ok else ("no swap active" if p.get("swap") else "")
+            return Verdict("not-applicable", seen, expected, NO_MOUNTS + (f" (swap: {seen})" if seen else ""))
+        return verdict(True, "; ".join(ok) if ok else "no swap active", expected)
 
     def operations(self, p, out):
         return []  # observe-only: encrypting a volume means re-creating it
