@@ -25,11 +25,16 @@ def nisc_plan(cls="I"):
     return {pc.control.id: pc for pc in plan_host(b, HostTarget("h", importance_class=cls))}
 
 
+# a VM with the audit subsystem (auditctl -s answers) and no container signs
+REAL_HOST_AUDIT = {"auditctl.s": ProbeOutput((HOSTOUT / "auditctl-s-vm-no-auditd.txt").read_text(), 0),
+                   "fact.container": ProbeOutput(PLAIN_HOST, 0)}
+
+
 def test_installed_package_beside_unobservable_service_is_not_a_pass():
     """On a host without systemd, "auditd installed" must not make "audit daemon running" pass."""
     pc = nisc_plan()["NISC-AUDIT-001"]
     out = {"dpkg.status": ProbeOutput("auditd\tii \t1:3.0.9-1\n", 0), "fact.systemd": ProbeOutput("no", 0),
-           "systemctl.auditd": ProbeOutput("", 1)}
+           "systemctl.auditd": ProbeOutput("", 1), **REAL_HOST_AUDIT}
     r = evaluate_control(pc, out)
     assert r.status == "not-applicable"
     assert "systemd is not PID 1" in r.reason
@@ -38,10 +43,12 @@ def test_installed_package_beside_unobservable_service_is_not_a_pass():
 
 def test_fail_beats_not_applicable_and_pass_needs_every_item():
     pc = nisc_plan()["NISC-AUDIT-001"]
-    out = {"dpkg.status": ProbeOutput("", 0), "fact.systemd": ProbeOutput("no", 0), "systemctl.auditd": ProbeOutput("", 1)}
+    out = {"dpkg.status": ProbeOutput("", 0), "fact.systemd": ProbeOutput("no", 0), "systemctl.auditd": ProbeOutput("", 1),
+           **REAL_HOST_AUDIT}
     assert evaluate_control(pc, out).status == "fail"
     out = {"dpkg.status": ProbeOutput("auditd\tii \t1\n", 0), "fact.systemd": ProbeOutput("yes", 0),
-           "systemctl.auditd": ProbeOutput("Id=x.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n", 0)}
+           "systemctl.auditd": ProbeOutput("Id=x.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n", 0),
+           **REAL_HOST_AUDIT}
     assert evaluate_control(pc, out).status == "pass"
 
 
