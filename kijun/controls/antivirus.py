@@ -19,6 +19,9 @@ from kijun.facts import installed_packages
 from kijun.probe import HOST_FACT_PROBES
 
 SIG_EXT = (".cvd", ".cld", ".cud")
+# freshclam's daemon, by its pid file (not pgrep: containers sharing a PID namespace see each other's)
+DAEMON_CMD = ("[ -f /run/clamav/freshclam.pid ] && kill -0 \"$(cat /run/clamav/freshclam.pid)\" 2>/dev/null "
+              "&& echo running; true")
 
 
 def sig_probe(d: str) -> dict[str, str]:
@@ -71,7 +74,8 @@ class Antivirus(ControlType):
     }
 
     def probes(self, p):
-        return {"dpkg.status": HOST_FACT_PROBES["dpkg.status"], **sig_probe(p["signature_dir"])}
+        return {"dpkg.status": HOST_FACT_PROBES["dpkg.status"], **sig_probe(p["signature_dir"]),
+                "freshclam.daemon": DAEMON_CMD}
 
     def evaluate(self, p, out):
         n = p["max_signature_age_days"]
@@ -102,9 +106,12 @@ class Antivirus(ControlType):
     def operations(self, p, out):
         ops = Package().operations({"state": "present", "names": p["packages"]}, out) \
             if any(x not in installed_packages(out) for x in p["packages"]) else []
+        if not ops and out.get("freshclam.daemon") and out["freshclam.daemon"].stdout.strip() == "running":
+            # the daemon holds freshclam's lock and fetches on its own schedule: apply has nothing to add
+            # (and a second apply changes nothing while signatures cannot be fetched)
+            return []
         # freshclam needs the network: offline it fails, the check stays failed, and kijun says so
-        # instead of planting signatures. A running daemon holds the lock: let it fetch. (Its pid file,
-        # not pgrep: containers sharing a PID namespace would see each other's daemons.)
+        # instead of planting signatures.
         ops.append(OpCall("kijun.ops.shell", {"commands": [
             "if [ -f /run/clamav/freshclam.pid ] && kill -0 \"$(cat /run/clamav/freshclam.pid)\" 2>/dev/null; then "
             "echo 'kijun: freshclam daemon is running; it updates signatures' >&2; "
