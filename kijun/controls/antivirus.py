@@ -1,7 +1,9 @@
 """Anti-malware installed with fresh signatures (ClamAV: *.cvd/*.cld/*.cud in its database dir).
 
 Signature age is the database's own build time as `sigtool --info` reads it from the header, and
-only for databases sigtool accepts (exit 0: a .cvd whose digital signature verifies, or a .cld);
+only for databases sigtool accepts (exit 0: a .cvd whose digital signature verifies, or a .cld) and
+that are signed (sigtool accepts a locally built `--unsigned` container with exit 0, "Verification:
+Unsigned container", and today's build time: anyone can make one, so it counts for nothing);
 a file's modification time proves nothing (random bytes touched today are not signatures). The
 host's clock is read in the same probe, so controller/host clock differences do not matter.
 """
@@ -45,8 +47,13 @@ def parse_sigs(text: str) -> tuple[int, list[tuple[int, str]], list[str]]:
                 built = int(datetime.strptime(stamp, "%d %b %Y %H:%M %z").timestamp())
             except ValueError:
                 built = None
-            if line[4:].strip() == "0" and built is not None and "Verification FAILED" not in info.get("_text", ""):
+            unsigned = "unsigned" in info.get("Verification", "").lower()
+            if line[4:].strip() == "0" and built is not None and "Verification FAILED" not in info.get("_text", "") \
+                    and not unsigned:
                 good.append((built, path))
+            elif unsigned:
+                # `sigtool --build --unsigned` makes one anywhere with any build time; clamscan refuses it
+                bad.append(f"{path.rsplit('/', 1)[-1]}: unsigned (Verification: {info['Verification']})")
             else:
                 bad.append(f"{path.rsplit('/', 1)[-1]}: sigtool rejected it" + (f" ({info['_err']})" if info.get("_err") else ""))
             path = None

@@ -3,7 +3,8 @@
 Scheduled means an executable cron script (cron.{hourly,daily,weekly,monthly}, names run-parts runs),
 a cron.d/crontab line, or (under systemd) an enabled+active timer whose service runs clamscan or
 clamdscan; cron jobs also need cron running, which cannot be observed without systemd. The last scan
-is the newest "End Date:" of a clamscan summary in /var/log/clamav/*.log (kijun's script logs there).
+is the newest "End Date:" of a clamscan summary in /var/log/clamav/*.log (kijun's script logs there)
+whose scan loaded signatures and scanned files (a scan without a database also writes a summary).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def schedule_cmd(pattern: str) -> str:
 
 
 SCHEDULE_CMD = schedule_cmd("clam(d)?scan")
-LAST_CMD = "date +%s; date +%z; grep -hs '^End Date:' /var/log/clamav/*.log | sort | tail -n 1; true"
+# each summary's lines in file order (Known viruses and Scanned files come before End Date)
+LAST_CMD = "date +%s; date +%z; grep -hsE '^(Known viruses|Scanned files|End Date):' /var/log/clamav/*.log | tail -n 900; true"
 RUN_PARTS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # run-parts skips names with dots (e.g. *.dpkg-old)
 
 
@@ -62,8 +64,19 @@ def schedules(text: str, systemd: bool) -> tuple[list[str], list[str]]:
     return cron, timers
 
 
+def _count(line: str) -> int:
+    try:
+        return int(line.partition(":")[2].strip())
+    except ValueError:
+        return 0
+
+
 def last_scan(text: str) -> tuple[float | None, float | None, str]:
-    """(host now, epoch of the newest End Date (host local time), the line)."""
+    """(host now, epoch of the newest End Date (host local time) of a real scan, the line).
+
+    A real scan loaded signatures and scanned files: clamscan without a database (offline, never
+    updated) still writes a summary with an End Date ("Known viruses: 0", "Scanned files: 0").
+    """
     lines = text.splitlines()
     try:
         now = float(lines[0])
@@ -71,14 +84,22 @@ def last_scan(text: str) -> tuple[float | None, float | None, str]:
         offset = timedelta(hours=int(lines[1][1:3]), minutes=int(lines[1][3:5])) * sign
     except (IndexError, ValueError):
         return None, None, ""
+    best, best_line, known, scanned = None, "", 0, 0
     for line in lines[2:]:
-        stamp = line.partition(":")[2].strip()
-        try:
-            t = datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone(offset))
-            return now, t.timestamp(), line.strip()
-        except ValueError:
-            continue
-    return now, None, ""
+        if line.startswith("Known viruses:"):
+            known, scanned = _count(line), 0
+        elif line.startswith("Scanned files:"):
+            scanned = _count(line)
+        elif line.startswith("End Date:"):
+            real, (k, n) = known > 0 and scanned > 0, (known, scanned)
+            known = scanned = 0
+            try:
+                t = datetime.strptime(line.partition(":")[2].strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone(offset))
+            except ValueError:
+                continue
+            if real and (best is None or t.timestamp() > best):
+                best, best_line = t.timestamp(), f"{line.strip()} (Known viruses: {k}, Scanned files: {n})"
+    return now, best, best_line
 
 
 @register
@@ -117,7 +138,7 @@ class AvScan(ControlType):
         if not scheduled and not (s["cron"] and not s["systemd"]):
             problems.append("no scan scheduled" + (f" (cron jobs {', '.join(s['cron'])} but cron is not running)" if s["cron"] else ""))
         if s["age"] is None:
-            problems.append("no finished scan recorded in /var/log/clamav")
+            problems.append("no finished scan recorded in /var/log/clamav (none that loaded signatures and scanned files)")
         elif s["age"] > n:
             problems.append(f"last scan finished {s['age']:.1f} days ago (limit {n})")
         observed = (f"scheduled by {', '.join(scheduled or s['cron']) or 'nothing'}; "
