@@ -37,6 +37,8 @@ SCHEDULE_CMD = schedule_cmd("clam(d)?scan")
 # each summary's lines in file order (Known viruses and Scanned files come before End Date)
 LAST_CMD = "date +%s; date +%z; grep -hsE '^(Known viruses|Scanned files|End Date):' /var/log/clamav/*.log | tail -n 900; true"
 RUN_PARTS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # run-parts skips names with dots (e.g. *.dpkg-old)
+DB_CMD = "ls -1 /var/lib/clamav/ 2>/dev/null | grep -E '[.](cvd|cld)$' | head -n 20; true"
+LOCK = "/run/kijun-clamscan.lock"
 
 
 def script(log: str = LOG) -> str:
@@ -116,7 +118,7 @@ class AvScan(ControlType):
 
     def probes(self, p):
         return {"avscan.schedule": SCHEDULE_CMD, "avscan.last": LAST_CMD, **show_probe("cron"),
-                "fact.systemd": HOST_FACT_PROBES["fact.systemd"]}
+                "fact.systemd": HOST_FACT_PROBES["fact.systemd"], "avscan.db": DB_CMD}
 
     def _state(self, p, out):
         systemd = has_systemd(out)
@@ -152,9 +154,16 @@ class AvScan(ControlType):
 
     def operations(self, p, out):
         s = self._state(p, out)
-        if s["cron"] or s["timers"]:
-            return []  # scheduled; a scan that has not run yet is the schedule's to do, not apply's
-        return [OpCall("kijun.ops.put_text", {"dest": p["cron"], "content": script(), "mode": "0755"}, f"write {p['cron']}")]
+        ops = [] if s["cron"] or s["timers"] else \
+            [OpCall("kijun.ops.put_text", {"dest": p["cron"], "content": script(), "mode": "0755"}, f"write {p['cron']}")]
+        has_db = bool(out.get("avscan.db") and out["avscan.db"].stdout.strip())
+        if s["age"] is None and has_db:
+            # no scan on record: start the first one now, in the background (a full scan takes long);
+            # without a signature database a scan proves nothing, so none is started
+            ops.append(OpCall("kijun.ops.shell", {"commands": [
+                f"command -v clamscan >/dev/null 2>&1 && {{ setsid nohup flock -n {LOCK} sh -c {shlex.quote(script())} "
+                ">/dev/null 2>&1 < /dev/null & }; true"]}, "start a first virus scan (background)"))
+        return ops
 
     def files(self, p, out=None):
         return [p["cron"]]

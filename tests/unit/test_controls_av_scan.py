@@ -92,3 +92,16 @@ def test_last_scan_probe_reads_real_summaries(root):
     now, last, line = av_scan.last_scan(o.stdout)
     assert line.startswith("End Date:   2026:11:29 22:47:46") and last is not None
     root.sh("rm -r /var/log/clamav")
+
+
+def test_apply_starts_a_first_scan_only_with_a_database():
+    sched = "cron 755 /etc/cron.weekly/kijun-clamscan\n"
+    o = out(sched, END_EPOCH, end="")
+    assert T.operations(P, {**o, "avscan.db": ProbeOutput("", 0)}) == []  # offline: no database, no scan
+    [op] = T.operations(P, {**o, "avscan.db": ProbeOutput("daily.cld\nmain.cvd\n", 0)})
+    assert op.name == "start a first virus scan (background)" and "flock -n /run/kijun-clamscan.lock" in op.kwargs["commands"][0]
+    # a scan on record (even an old one): the schedule runs the next one
+    assert T.operations(P, {**out(sched, END_EPOCH + 30 * 86400), "avscan.db": ProbeOutput("daily.cld\n", 0)}) == []
+    # nothing scheduled and never scanned: the job is written and the first scan started
+    ops = T.operations(P, {**out("", END_EPOCH, end=""), "avscan.db": ProbeOutput("daily.cld\n", 0)})
+    assert [x.op for x in ops] == ["kijun.ops.put_text", "kijun.ops.shell"]
