@@ -40,7 +40,9 @@ def journal_files(text: str) -> tuple[str, list[str]]:
 @register
 class JournalStorage(ControlType):
     name = "journal_storage"
-    params_schema = {"type": "object", "properties": {}}
+    params_schema = {"type": "object", "properties": {
+        "storage": {"enum": ["persistent"], "default": "persistent",
+                    "description": "where the journal is kept (only on disk is a measure)"}}}
 
     def probes(self, p):
         return {"journald.conf": JOURNALD_CMD, "journal.files": FILES_CMD,
