@@ -217,7 +217,7 @@ class PatchState(ControlType):
                          if l.startswith("VERSION_CODENAME=")), "")
         source = self._source(p, out)
         held = [f"{pkg} {ver}" for pkg, ver, _ in held_pending(out["apt.held"].stdout, p.get("security_sources") or [])]
-        ev = parsers.evidence([source or f"no security source for {codename or 'this release'} in apt-cache policy"]
+        ev = parsers.evidence([source or f"no security source for {codename or 'this release'} in the Release files apt fetched or apt-cache policy"]
                               + [f"Inst {x}" for x in sec] + [f"held: {x}" for x in held], "apt-get -s dist-upgrade; apt-mark showhold; apt-cache policy")
         problems, seen = [], [f"{len(sec)} pending security update(s)" + (f" ({', '.join(sec[:5])})" if sec else "")]
         if held:
