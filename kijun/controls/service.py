@@ -25,7 +25,10 @@ NO_SYSTEMD = "systemd is not PID 1 on this host: unit state cannot be observed"
 # Units that do the kernel's work, with the probe showing whether this host may do it at all: in a
 # container the audit subsystem is the host kernel's (not namespaced) and refuses auditd.
 KERNEL_BOUND = {"auditd": ("auditctl.s", "auditctl -s", "the audit subsystem is the host kernel's")}
-REFUSED = ("Operation not permitted", "Protocol not supported")
+# what auditctl says when the kernel will not talk to this host: over SSH in a network namespace the
+# audit netlink protocol does not exist ("audit support not in kernel"); entered with nsenter, EPERM
+REFUSED = ("Operation not permitted", "Protocol not supported", "audit support not in kernel",
+           "Cannot open netlink audit socket")
 
 
 def show_probe(unit: str) -> dict[str, str]:
