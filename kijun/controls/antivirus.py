@@ -21,9 +21,11 @@ from kijun.facts import installed_packages
 from kijun.probe import HOST_FACT_PROBES
 
 SIG_EXT = (".cvd", ".cld", ".cud")
-# freshclam's daemon, by its pid file (not pgrep: containers sharing a PID namespace see each other's)
-DAEMON_CMD = ("[ -f /run/clamav/freshclam.pid ] && kill -0 \"$(cat /run/clamav/freshclam.pid)\" 2>/dev/null "
-              "&& echo running; true")
+# freshclam's daemon: its systemd unit (Debian's runs it in the foreground, without a pid file), else its
+# pid file (not pgrep: containers sharing a PID namespace see each other's daemons)
+DAEMON_CMD = ("if [ -d /run/systemd/system ] && systemctl is-active -q clamav-freshclam; then echo running; "
+              "elif [ -f /run/clamav/freshclam.pid ] && kill -0 \"$(cat /run/clamav/freshclam.pid)\" 2>/dev/null; "
+              "then echo running; fi; true")
 
 
 def sig_probe(d: str) -> dict[str, str]:
