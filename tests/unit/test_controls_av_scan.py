@@ -1,7 +1,7 @@
 """av_scan (NISC-AV-002): a schedule that runs and a recent finished scan. The clamscan summaries are real
 (clamscan 1.4.6 in the test root): clamscan-summary.log without any database (offline: Known viruses 0),
-clamscan-summary-ndb.log with one .ndb signature scanning two files; `systemctl show cron` output is
-written from systemd 252's format."""
+clamscan-summary-ndb.log with one .ndb signature scanning two files; `systemctl show cron` was captured
+on a systemd-nspawn bookworm lab host."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def lines(summary: str) -> str:
 
 END = lines(SUMMARY)  # ... End Date:   2026:11:29 22:47:46
 END_EPOCH = 1795992466  # that time in UTC (+0000)
-CRON_ON = ProbeOutput("Id=cron.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n", 0)
+CRON_ON = ProbeOutput((Path(__file__).parent / "fixtures" / "hostout" / "systemctl-show-cron-running.txt").read_text(), 0)  # nspawn bookworm
 
 
 def out(schedule: str, now: float, end: str = END, systemd=True):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from kijun.controls import REGISTRY
 from kijun.controls import journal_storage as js
 from kijun.model import ProbeOutput
@@ -73,3 +75,17 @@ def test_files_probe_reads_only_hex_machine_ids(tmp_path):
     r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True)
     assert r.stdout.splitlines()[0] == "machine-id ecd"  # only the hex letters survive: no path, no command
     assert js.journal_files(r.stdout) == ("ecd", [])
+
+
+@pytest.mark.parametrize("suite", ["trixie", "bookworm"])
+def test_captured_nspawn_journal_then_directory_deleted(suite):
+    """Captured over SSH on systemd-nspawn lab hosts: Debian's journald.conf (Storage unset: auto) with
+    /var/log/journal, journald writing there; then `rm -rf /var/log/journal` behind journald's back."""
+    conf = (HOSTOUT / "journald-conf-nspawn-bookworm.txt").read_text()
+    files = (HOSTOUT / f"journal-files-nspawn-{suite}.txt").read_text()
+    v = T.evaluate({}, out(conf, files))
+    assert v.status == "pass" and v.observed.startswith("Storage=auto, /var/log/journal exists; writing /var/log/journal/")
+    gone = (HOSTOUT / "journald-conf-nojournal-nspawn-bookworm.txt").read_text()
+    v = T.evaluate({}, out(gone, (HOSTOUT / f"journal-files-nojournal-nspawn-{suite}.txt").read_text()))
+    # Storage=auto without the directory: nothing is kept on disk any more (the old setting check: pass)
+    assert v.status == "fail" and v.reason == "journal kept in memory only (Storage=auto and /var/log/journal missing)"
