@@ -1,7 +1,7 @@
 """The FULL nisc-core baseline (class I) on booted systemd hosts, trixie and bookworm (issues 13 and 14).
 
-One apply for the module (sys-01 trixie, sys-02 bookworm from `systemd_lab`, plus the first chroot host of
-`lab` for the status table), then:
+One apply for the module (full-01 trixie, full-02 bookworm, booted systemd hosts of its own joined to the
+session lab's bridge, plus the first chroot host of `lab` for the status table), then:
 - every control passes, or shows the exact honest verdict of what the lab cannot show (docs/lab.md):
   `not-applicable` for kernel-bound controls (host is a container: ...) and for CRYPT-001 (no volume
   named by the organisation), `fail` with the exact reason for the offline ClamAV controls; no xfail;
@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kijun.lab import exec_in
+from conftest import Lab, _need_nspawn, lab_leftovers, lab_pids
+from kijun.lab import down, exec_in, up
 from kijun.lab.hosts import load_state
 from kijun.lab.services import publish_security_update
 
@@ -118,7 +119,29 @@ def changed(outcomes: list[dict]) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def full(lab, systemd_lab, tmp_path_factory):
+def full_lab(lab):
+    """Two booted systemd hosts of this module's own (full-01 trixie, full-02 bookworm, class I) on the
+    session lab's bridge and services: the hardening and breaks here must not reach the hosts other
+    modules expect fresh (the session's systemd_lab)."""
+    _need_nspawn()
+    state_dir = Path(f"{lab.state_dir}-full")
+    hosts = []
+    try:
+        hosts.extend(up(2, state_dir=state_dir, boot="systemd", suite="trixie,bookworm", classes="I",
+                        join=lab.state_dir, name_prefix="full"))
+        yield Lab(hosts, state_dir)
+    finally:
+        pids = lab_pids(hosts)
+        down(state_dir)
+    own = {str(p) for p in pids} | {x for h in hosts for x in (h.netns, h.veth)}
+    left = [x for x in lab_leftovers(state_dir, pids, hosts)
+            if x.startswith(("cgroup", "mount", "process")) or x.split()[1].split("@")[0] in own]
+    assert not left, f"full-baseline lab down left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def full(lab, full_lab, tmp_path_factory):
+    systemd_lab = full_lab
     d = tmp_path_factory.mktemp("full-baseline")
     sys_names = [h.name for h in systemd_lab.hosts]
     chroot = lab.hosts[0].name
