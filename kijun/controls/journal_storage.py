@@ -15,7 +15,7 @@ from __future__ import annotations
 from kijun import parsers
 from kijun.controls.base import ControlType, OpCall, Verdict, register
 from kijun.controls.log_retention import JOURNALD_CMD, journald_settings
-from kijun.controls.service import NO_SYSTEMD, has_systemd
+from kijun.controls.service import has_systemd
 from kijun.probe import HOST_FACT_PROBES
 
 DROPIN = "/etc/systemd/journald.conf.d/zz-kijun-storage.conf"
@@ -73,7 +73,7 @@ class JournalStorage(ControlType):
             return Verdict("fail", observed, expected, why, ev)
         if not s["systemd"]:
             return Verdict("not-applicable", observed, expected,
-                           f"{NO_SYSTEMD}: whether journald writes to /var/log/journal cannot be observed", ev)
+                           "systemd is not PID 1 on this host: whether journald writes to /var/log/journal cannot be observed", ev)
         if not s["var_file"]:
             where = next((f for f in s["files"] if f.startswith("/run/")), "")
             return Verdict("fail", f"{observed}; no system journal under /var/log/journal" + (f" (writing {where})" if where else ""),
