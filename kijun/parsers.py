@@ -135,7 +135,9 @@ def unit_enabled(props: dict[str, str]) -> bool:
 
 
 def unit_active(props: dict[str, str]) -> bool:
-    return props.get("ActiveState", "") in ("active", "reloading", "activating")
+    # "activating" is a start that has not completed: a daemon in a restart loop sits there (auditd in a
+    # container showed ActiveState=activating SubState=start between failures): not running
+    return props.get("ActiveState", "") in ("active", "reloading")
 
 
 def nft_ruleset(text: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from kijun.controls import (  # noqa: F401  (registration side effects)
     forbidden_tools,
     host_firewall,
     inactive_accounts,
+    journal_storage,
     kmod_blacklist,
     log_forwarding,
     log_retention,

@@ -1,7 +1,9 @@
 """Anti-malware installed with fresh signatures (ClamAV: *.cvd/*.cld/*.cud in its database dir).
 
 Signature age is the database's own build time as `sigtool --info` reads it from the header, and
-only for databases sigtool accepts (exit 0: a .cvd whose digital signature verifies, or a .cld);
+only for databases sigtool accepts (exit 0: a .cvd whose digital signature verifies, or a .cld) and
+that are signed (sigtool accepts a locally built `--unsigned` container with exit 0, "Verification:
+Unsigned container", and today's build time: anyone can make one, so it counts for nothing);
 a file's modification time proves nothing (random bytes touched today are not signatures). The
 host's clock is read in the same probe, so controller/host clock differences do not matter.
 """
@@ -20,6 +22,11 @@ from kijun.probe import HOST_FACT_PROBES
 from kijun.msg import Msg, join
 
 SIG_EXT = (".cvd", ".cld", ".cud")
+# freshclam's daemon: its systemd unit (Debian's runs it in the foreground, without a pid file), else its
+# pid file (not pgrep: containers sharing a PID namespace see each other's daemons)
+DAEMON_CMD = ("if [ -d /run/systemd/system ] && systemctl is-active -q clamav-freshclam; then echo running; "
+              "elif [ -f /run/clamav/freshclam.pid ] && kill -0 \"$(cat /run/clamav/freshclam.pid)\" 2>/dev/null; "
+              "then echo running; fi; true")
 
 
 def sig_probe(d: str) -> dict[str, str]:
@@ -43,8 +50,13 @@ def parse_sigs(text: str) -> tuple[int, list[tuple[int, str]], list[str]]:
                 built = int(datetime.strptime(stamp, "%d %b %Y %H:%M %z").timestamp())
             except ValueError:
                 built = None
-            if line[4:].strip() == "0" and built is not None and "Verification FAILED" not in info.get("_text", ""):
+            unsigned = "unsigned" in info.get("Verification", "").lower()
+            if line[4:].strip() == "0" and built is not None and "Verification FAILED" not in info.get("_text", "") \
+                    and not unsigned:
                 good.append((built, path))
+            elif unsigned:
+                # `sigtool --build --unsigned` makes one anywhere with any build time; clamscan refuses it
+                bad.append(f"{path.rsplit('/', 1)[-1]}: unsigned (Verification: {info['Verification']})")
             else:
                 bad.append(Msg("{file}: sigtool rejected it ({error})", file=path.rsplit("/", 1)[-1], error=info["_err"])
                            if info.get("_err") else Msg("{file}: sigtool rejected it", file=path.rsplit("/", 1)[-1]))
@@ -73,7 +85,8 @@ class Antivirus(ControlType):
     }
 
     def probes(self, p):
-        return {"dpkg.status": HOST_FACT_PROBES["dpkg.status"], **sig_probe(p["signature_dir"])}
+        return {"dpkg.status": HOST_FACT_PROBES["dpkg.status"], **sig_probe(p["signature_dir"]),
+                "freshclam.daemon": DAEMON_CMD}
 
     def evaluate(self, p, out):
         n = p["max_signature_age_days"]
@@ -105,9 +118,12 @@ class Antivirus(ControlType):
     def operations(self, p, out):
         ops = Package().operations({"state": "present", "names": p["packages"]}, out) \
             if any(x not in installed_packages(out) for x in p["packages"]) else []
+        if not ops and out.get("freshclam.daemon") and out["freshclam.daemon"].stdout.strip() == "running":
+            # the daemon holds freshclam's lock and fetches on its own schedule: apply has nothing to add
+            # (and a second apply changes nothing while signatures cannot be fetched)
+            return []
         # freshclam needs the network: offline it fails, the check stays failed, and kijun says so
-        # instead of planting signatures. A running daemon holds the lock: let it fetch. (Its pid file,
-        # not pgrep: containers sharing a PID namespace would see each other's daemons.)
+        # instead of planting signatures.
         ops.append(OpCall("kijun.ops.shell", {"commands": [
             "if [ -f /run/clamav/freshclam.pid ] && kill -0 \"$(cat /run/clamav/freshclam.pid)\" 2>/dev/null; then "
             "echo 'kijun: freshclam daemon is running; it updates signatures' >&2; "

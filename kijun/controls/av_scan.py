@@ -3,7 +3,8 @@
 Scheduled means an executable cron script (cron.{hourly,daily,weekly,monthly}, names run-parts runs),
 a cron.d/crontab line, or (under systemd) an enabled+active timer whose service runs clamscan or
 clamdscan; cron jobs also need cron running, which cannot be observed without systemd. The last scan
-is the newest "End Date:" of a clamscan summary in /var/log/clamav/*.log (kijun's script logs there).
+is the newest "End Date:" of a clamscan summary in /var/log/clamav/*.log (kijun's script logs there)
+whose scan loaded signatures and scanned files (a scan without a database also writes a summary).
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ def schedule_cmd(pattern: str) -> str:
 
 
 SCHEDULE_CMD = schedule_cmd("clam(d)?scan")
-LAST_CMD = "date +%s; date +%z; grep -hs '^End Date:' /var/log/clamav/*.log | sort | tail -n 1; true"
+# each summary's lines in file order (Known viruses and Scanned files come before End Date)
+LAST_CMD = "date +%s; date +%z; grep -hsE '^(Known viruses|Scanned files|End Date):' /var/log/clamav/*.log | tail -n 900; true"
 RUN_PARTS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # run-parts skips names with dots (e.g. *.dpkg-old)
+DB_CMD = "ls -1 /var/lib/clamav/ 2>/dev/null | grep -E '[.](cvd|cld)$' | head -n 20; true"
+LOCK = "/run/kijun-clamscan.lock"
 
 
 def script(log: str = LOG) -> str:
@@ -63,8 +67,19 @@ def schedules(text: str, systemd: bool) -> tuple[list[str], list[str]]:
     return cron, timers
 
 
+def _count(line: str) -> int:
+    try:
+        return int(line.partition(":")[2].strip())
+    except ValueError:
+        return 0
+
+
 def last_scan(text: str) -> tuple[float | None, float | None, str]:
-    """(host now, epoch of the newest End Date (host local time), the line)."""
+    """(host now, epoch of the newest End Date (host local time) of a real scan, the line).
+
+    A real scan loaded signatures and scanned files: clamscan without a database (offline, never
+    updated) still writes a summary with an End Date ("Known viruses: 0", "Scanned files: 0").
+    """
     lines = text.splitlines()
     try:
         now = float(lines[0])
@@ -72,14 +87,22 @@ def last_scan(text: str) -> tuple[float | None, float | None, str]:
         offset = timedelta(hours=int(lines[1][1:3]), minutes=int(lines[1][3:5])) * sign
     except (IndexError, ValueError):
         return None, None, ""
+    best, best_line, known, scanned = None, "", 0, 0
     for line in lines[2:]:
-        stamp = line.partition(":")[2].strip()
-        try:
-            t = datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone(offset))
-            return now, t.timestamp(), line.strip()
-        except ValueError:
-            continue
-    return now, None, ""
+        if line.startswith("Known viruses:"):
+            known, scanned = _count(line), 0
+        elif line.startswith("Scanned files:"):
+            scanned = _count(line)
+        elif line.startswith("End Date:"):
+            real, (k, n) = known > 0 and scanned > 0, (known, scanned)
+            known = scanned = 0
+            try:
+                t = datetime.strptime(line.partition(":")[2].strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone(offset))
+            except ValueError:
+                continue
+            if real and (best is None or t.timestamp() > best):
+                best, best_line = t.timestamp(), f"{line.strip()} (Known viruses: {k}, Scanned files: {n})"
+    return now, best, best_line
 
 
 @register
@@ -96,7 +119,7 @@ class AvScan(ControlType):
 
     def probes(self, p):
         return {"avscan.schedule": SCHEDULE_CMD, "avscan.last": LAST_CMD, **show_probe("cron"),
-                "fact.systemd": HOST_FACT_PROBES["fact.systemd"]}
+                "fact.systemd": HOST_FACT_PROBES["fact.systemd"], "avscan.db": DB_CMD}
 
     def _state(self, p, out):
         systemd = has_systemd(out)
@@ -120,7 +143,7 @@ class AvScan(ControlType):
             problems.append(Msg("no scan scheduled (cron jobs {jobs} but cron is not running)", jobs=s["cron"])
                             if s["cron"] else Msg("no scan scheduled"))
         if s["age"] is None:
-            problems.append(Msg("no finished scan recorded in /var/log/clamav"))
+            problems.append(Msg("no finished scan recorded in /var/log/clamav (none that loaded signatures and scanned files)"))
         elif s["age"] > n:
             problems.append(Msg("last scan finished {age:.1f} days ago (limit {n})", age=s["age"], n=n))
         last = Msg("last scan {age:.1f} days ago", age=s["age"]) if s["age"] is not None else Msg("no scan recorded")
@@ -134,9 +157,16 @@ class AvScan(ControlType):
 
     def operations(self, p, out):
         s = self._state(p, out)
-        if s["cron"] or s["timers"]:
-            return []  # scheduled; a scan that has not run yet is the schedule's to do, not apply's
-        return [OpCall("kijun.ops.put_text", {"dest": p["cron"], "content": script(), "mode": "0755"}, f"write {p['cron']}")]
+        ops = [] if s["cron"] or s["timers"] else \
+            [OpCall("kijun.ops.put_text", {"dest": p["cron"], "content": script(), "mode": "0755"}, f"write {p['cron']}")]
+        has_db = bool(out.get("avscan.db") and out["avscan.db"].stdout.strip())
+        if s["age"] is None and has_db:
+            # no scan on record: start the first one now, in the background (a full scan takes long);
+            # without a signature database a scan proves nothing, so none is started
+            ops.append(OpCall("kijun.ops.shell", {"commands": [
+                f"command -v clamscan >/dev/null 2>&1 && {{ setsid nohup flock -n {LOCK} sh -c {shlex.quote(script())} "
+                ">/dev/null 2>&1 < /dev/null & }; true"]}, "start a first virus scan (background)"))
+        return ops
 
     def files(self, p, out=None):
         return [p["cron"]]

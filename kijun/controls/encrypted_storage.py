@@ -4,16 +4,19 @@
 Which mount points hold secret data is the organisation's parameter. For each, the device under it
 and all its parents (`lsblk -s`) must include a `crypt` layer; every active swap device must too (a
 swap file lives on its filesystem's device). Observe-only: encrypting a volume means re-creating it.
+With no mount point named there is nothing to judge for the volumes: not-applicable with that reason
+(an unencrypted swap still fails), never a pass.
 """
 
 from __future__ import annotations
 
 import shlex
 
-from kijun.controls.base import ControlType, error, register, verdict
+from kijun.controls.base import ControlType, Verdict, error, register, verdict
 from kijun.msg import Msg, join
 
 MOUNT = r"^/[A-Za-z0-9._/@+-]*$"
+NO_MOUNTS = Msg("no volumes of secret information named by the organisation (crypt_mounts)")
 SWAP_CMD = ("[ -r /proc/swaps ] || { echo 'no /proc/swaps'; exit 0; }; swapon --show=NAME,TYPE --noheadings --raw 2>/dev/null | while read -r n t; do "
             "if [ \"$t\" = file ]; then d=$(findmnt -no SOURCE --target \"$n\"); else d=$n; fi; "
             "printf '%s %s\\n' \"$n\" \"$(lsblk -nrso TYPE \"$d\" 2>/dev/null | tr '\\n' ,)\"; done; true")
@@ -76,7 +79,12 @@ class EncryptedStorage(ControlType):
                         Msg("swap {device} ({layers})", device=dev, layers="/".join(layers) or Msg("unknown")))
         if problems:
             return verdict(False, Msg("not encrypted: {problems}", problems=join("; ", problems)), expected)
-        return verdict(True, join("; ", ok) if ok else Msg("no swap active, no volume listed"), expected)
+        if not p.get("mounts"):
+            # nothing named, nothing judged: the volumes part cannot pass by default
+            seen = join("; ", ok) if ok else (Msg("no swap active") if p.get("swap") else "")
+            return Verdict("not-applicable", seen, expected,
+                           Msg("{why} (swap: {seen})", why=NO_MOUNTS, seen=seen) if seen else NO_MOUNTS)
+        return verdict(True, join("; ", ok) if ok else Msg("no swap active"), expected)
 
     def operations(self, p, out):
         return []  # observe-only: encrypting a volume means re-creating it

@@ -3,8 +3,14 @@
 Pending updates come from a FULL upgrade simulation (`apt-get -s dist-upgrade`: `upgrade` hides
 updates that need new packages, e.g. kernels) plus held packages (`apt-mark showhold`, whose
 candidates `apt-cache policy` shows: a simulation never lists them). Security ones are those from
-a -security suite. Without a security source for the host's release (`apt-cache policy`: n=CODENAME-security
-or l=Debian-Security, or one of `security_sources`) nothing can be known: that fails. List freshness is the newest file under
+a -security suite. Without a security source for the host's release nothing can be known: that fails.
+A security source is decided by the Release file apt fetched for it (/var/lib/apt/lists/*Release,
+*InRelease): Codename or Suite `CODENAME-security`, as Debian's security archive and every mirror of
+it name it (deb.debian.org/debian-security: Codename bookworm-security, Label Debian-Security). The
+Release file counts even while the suite's index is empty (apt-cache policy then lists no source).
+`apt-cache policy` (n=CODENAME-security or l=Debian-Security) and `security_sources` (the organisation's
+own mirror, by policy text) count too. A source named in sources.list whose Release apt never fetched
+is not known yet: apply runs `apt-get update`. List freshness is the newest file under
 /var/lib/apt/lists or apt's update-success-stamp: apt keeps a list's server mtime when it did
 not change, so the stamp (touched only after a successful update) is the better evidence.
 """
@@ -35,6 +41,10 @@ UPDATE = f"apt-get -q update --error-on=any && mkdir -p /var/lib/apt/periodic &&
 FULL_CMD = "apt-get -s -o Debug::NoLocking=1 dist-upgrade 2>&1 | grep -E '^(Inst |E: |W: )'; true"
 HELD_CMD = 'for p in $(apt-mark showhold); do echo "@held $p"; apt-cache policy "$p" | head -n 40; done; true'
 POLICY_CMD = "apt-cache policy 2>&1 | head -n 200"
+# the fields that name a suite, from every Release file apt fetched (InRelease: inside the signed text)
+# (list file names may hold ':', e.g. HOST:PORT_..., so each file is announced on a line of its own)
+RELEASES_CMD = ("for f in /var/lib/apt/lists/*_Release /var/lib/apt/lists/*_InRelease; do [ -f \"$f\" ] || continue; "
+                "echo \"@file $f\"; grep -E '^(Origin|Label|Suite|Codename): ' \"$f\" | head -n 8; done | head -n 800; true")
 
 
 def security_pending(out) -> list[str]:
@@ -114,8 +124,36 @@ def held_pending(text: str, extra: list[str], secure: set[str] = frozenset()) ->
     return found
 
 
-def security_source(policy: str, codename: str, extra: list[str]) -> str | None:
-    """The line of apt-cache policy naming a security source for this release, if any."""
+def release_fields(text: str) -> dict[str, dict[str, str]]:
+    """{Release file: {field: value}} from RELEASES_CMD."""
+    found: dict[str, dict[str, str]] = {}
+    path = None
+    for line in text.splitlines():
+        if line.startswith("@file /"):
+            path = line[6:]
+            found[path] = {}
+            continue
+        k, sep, v = line.partition(": ")
+        if path and sep and k in ("Origin", "Label", "Suite", "Codename"):
+            found[path].setdefault(k, v.strip())
+    return found
+
+
+def security_release(grep_out: str, codename: str) -> str | None:
+    """The Release file apt fetched for this release's security suite (Codename/Suite CODENAME-security)."""
+    if not codename:
+        return None
+    for path, f in sorted(release_fields(grep_out).items()):
+        if f"{codename}-security" in (f.get("Codename"), f.get("Suite")):
+            return f"{path}: " + ", ".join(f"{k} {f[k]}" for k in ("Codename", "Suite", "Label") if k in f)
+    return None
+
+
+def security_source(policy: str, codename: str, extra: list[str], releases: str = "") -> str | None:
+    """The Release file or line of apt-cache policy naming a security source for this release, if any."""
+    rel = security_release(releases, codename)
+    if rel:
+        return rel
     for line in policy.splitlines():
         if (codename and f"n={codename}-security" in line) or "l=Debian-Security" in line or any(x in line for x in extra):
             return line.strip()
@@ -140,7 +178,7 @@ class PatchState(ControlType):
     def probes(self, p):
         return {"apt.full": FULL_CMD, "apt.held": HELD_CMD, "apt.policy": POLICY_CMD,
                 "fact.os_release": HOST_FACT_PROBES["fact.os_release"], "dpkg.status": HOST_FACT_PROBES["dpkg.status"],
-                "apt.config": "apt-config dump", "apt.lists_mtime": LISTS_CMD}
+                "apt.config": "apt-config dump", "apt.lists_mtime": LISTS_CMD, "apt.releases": RELEASES_CMD}
 
     def _pending(self, p, out) -> list[tuple[str, str, bool]]:
         extra = p.get("security_sources") or []
@@ -156,6 +194,12 @@ class PatchState(ControlType):
             uu = {"installed": "unattended-upgrades" in installed_packages(out),
                   "periodic": all(_on(vals.get(k)) for k in PERIODIC), "values": vals}
         return sec, age, uu
+
+    def _source(self, p, out) -> str | None:
+        codename = next((l.split("=", 1)[1].strip().strip('"') for l in out["fact.os_release"].stdout.splitlines()
+                         if l.startswith("VERSION_CODENAME=")), "")
+        releases = out["apt.releases"].stdout if "apt.releases" in out else ""
+        return security_source(out["apt.policy"].stdout, codename, p.get("security_sources") or [], releases)
 
     def evaluate(self, p, out):
         expected = Msg("<= {n} pending security updates, lists <= {days} days old", n=p["max_pending_security"],
@@ -174,9 +218,9 @@ class PatchState(ControlType):
             return error(Msg("apt-get -s dist-upgrade failed: {output}", output=errors[0][:200]))
         codename = next((l.split("=", 1)[1].strip().strip('"') for l in out["fact.os_release"].stdout.splitlines()
                          if l.startswith("VERSION_CODENAME=")), "")
-        source = security_source(out["apt.policy"].stdout, codename, p.get("security_sources") or [])
+        source = self._source(p, out)
         held = [f"{pkg} {ver}" for pkg, ver, _ in held_pending(out["apt.held"].stdout, p.get("security_sources") or [])]
-        ev = parsers.evidence([source or f"no security source for {codename or 'this release'} in apt-cache policy"]
+        ev = parsers.evidence([source or f"no security source for {codename or 'this release'} in the Release files apt fetched or apt-cache policy"]
                               + [f"Inst {x}" for x in sec] + [f"held: {x}" for x in held], "apt-get -s dist-upgrade; apt-mark showhold; apt-cache policy")
         pending = Msg("{n} pending security update(s)", n=len(sec))
         problems, seen = [], [Msg("{pending} ({names})", pending=pending, names=sec[:5]) if sec else pending]
@@ -206,8 +250,10 @@ class PatchState(ControlType):
         if uu is not None and not uu["periodic"]:
             ops.append(OpCall("kijun.ops.put_text", {"dest": AUTO_FILE, "content": AUTO_CONTENT, "mode": "0644"},
                               f"write {AUTO_FILE}"))
-        if age is None or age > p["max_lists_age_days"] or len(sec) > p["max_pending_security"]:
-            # update first, so the security set is computed against current lists
+        if age is None or age > p["max_lists_age_days"] or len(sec) > p["max_pending_security"] \
+                or self._source(p, out) is None:
+            # update first, so the security set is computed against current lists (and a security
+            # source named in sources.list but never fetched becomes known)
             ops.append(OpCall("kijun.ops.shell", {"commands": [UPDATE, UPGRADE_SECURITY]},
                               "apt-get update, upgrade security packages"))
         return ops

@@ -17,11 +17,19 @@ from kijun.controls.base import (
     not_applicable,
     register,
 )
+from kijun.facts import container_reason, container_signs
 from kijun.msg import Msg
 from kijun.probe import HOST_FACT_PROBES
 
 PROPS = ("Id", "LoadState", "UnitFileState", "ActiveState", "SubState", "LastTriggerUSec", "ActiveEnterTimestamp")
 NO_SYSTEMD = Msg("systemd is not PID 1 on this host: unit state cannot be observed")
+# Units that do the kernel's work, with the probe showing whether this host may do it at all: in a
+# container the audit subsystem is the host kernel's (not namespaced) and refuses auditd.
+KERNEL_BOUND = {"auditd": ("auditctl.s", "auditctl -s", Msg("the audit subsystem is the host kernel's"))}
+# what auditctl says when the kernel will not talk to this host: over SSH in a network namespace the
+# audit netlink protocol does not exist ("audit support not in kernel"); entered with nsenter, EPERM
+REFUSED = ("Operation not permitted", "Protocol not supported", "audit support not in kernel",
+           "Cannot open netlink audit socket")
 
 
 def show_probe(unit: str) -> dict[str, str]:
@@ -38,6 +46,18 @@ def unit_props(out, unit: str) -> dict[str, str]:
     """The unit's properties; {} when systemctl printed nothing usable (no systemd, garbled output)."""
     units = parsers.systemctl_show(out[f"systemctl.{unit}"].stdout)
     return next(iter(units.values()), {})
+
+
+def kernel_refusal(unit: str, out) -> str:
+    """Why the unit cannot run on this host (a container refused by the kernel), or ""."""
+    if unit not in KERNEL_BOUND or "fact.container" not in out or not container_signs(out):
+        return ""
+    key, cmd, what = KERNEL_BOUND[unit]
+    o = out.get(key)
+    text = (o.stdout.strip() if o else "")
+    if o is None or o.rc == 0 or not any(r in text for r in REFUSED):
+        return ""  # the kernel answers: the unit is judged like anywhere else
+    return container_reason(out, f"{unit} cannot run: {what} ({cmd}: {text.splitlines()[0][:120]})")
 
 
 def unit_words(props: dict[str, str]) -> str:
@@ -61,7 +81,11 @@ class Service(ControlType):
     }
 
     def probes(self, p):
-        return show_probe(p["name"])
+        extra = {}
+        if p["name"] in KERNEL_BOUND:
+            key, cmd, _ = KERNEL_BOUND[p["name"]]
+            extra = {key: cmd, "fact.container": HOST_FACT_PROBES["fact.container"]}
+        return {**show_probe(p["name"]), **extra}
 
     def evaluate(self, p, out):
         if not has_systemd(out):
@@ -79,6 +103,11 @@ class Service(ControlType):
         expected = Msg("{enabled}, {active}", enabled=Msg("enabled") if p["enabled"] else Msg("disabled"),
                        active=Msg("active") if want_active else Msg("inactive"))
         observed = unit_words(props)
+        refused = kernel_refusal(p["name"], out) if not ok and want_active and enabled == p["enabled"] else ""
+        if refused:  # starts at boot as configured, but this host's kernel will not let it run
+            key = KERNEL_BOUND[p["name"]][0]
+            seen = parsers.evidence([out[key].stdout[:200], *container_signs(out)], KERNEL_BOUND[p["name"]][1])
+            return Verdict("not-applicable", observed, expected, refused, f"{ev}\n{seen}")
         return Verdict("pass" if ok else "fail", observed, expected,
                        "" if ok else Msg("{unit} is {observed}, expected {expected}", unit=p["name"], observed=observed,
                                          expected=expected), ev)
@@ -86,8 +115,10 @@ class Service(ControlType):
     def operations(self, p, out):
         if not has_systemd(out):
             return []
+        # where the kernel refuses the unit, starting it can only fail: apply sets the boot state only
+        running = None if kernel_refusal(p["name"], out) else p.get("active", p["enabled"])
         return [OpCall("pyinfra.operations.systemd.service",
-                       {"service": p["name"], "running": p.get("active", p["enabled"]), "enabled": p["enabled"]},
+                       {"service": p["name"], "running": running, "enabled": p["enabled"]},
                        f"service {p['name']}")]
 
     def describe(self, p):

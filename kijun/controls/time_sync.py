@@ -2,8 +2,10 @@
 
 The deciding fact is the daemon's own answer: `chronyc -n tracking` (leap status, reference, offset
 against `max_offset_ms`) or, for timesyncd/ntpsec under systemd, `timedatectl show` (NTPSynchronized,
-the kernel's sync flag). An installed, configured daemon that nobody answers for is a failure; on a
-container the clock is the host kernel's, so the synchronisation part is not-applicable there.
+the kernel's sync flag). An installed, configured daemon that nobody answers for is a failure. A
+container shows the host kernel's clock and cannot set it (timesyncd has ConditionVirtualization=
+!container, chronyd lacks CAP_SYS_TIME): there an unsynchronised or unanswered clock is not-applicable
+with that reason (a synchronised one still passes: it is the same clock); the servers part is judged.
 """
 
 from __future__ import annotations
@@ -158,9 +160,12 @@ class TimeSync(ControlType):
                            Msg("servers not configured: {what}", what=conf_words), ev)
         if state == "ok":
             return Verdict("pass", observed, expected, "", ev)
-        if state == "unknown" and container_signs(out):
+        if container_signs(out):
+            # A container cannot set the clock it shows (timesyncd: ConditionVirtualization=!container,
+            # chronyd: no CAP_SYS_TIME): whether it is synchronised is the host kernel's business.
             return Verdict("not-applicable", observed, expected,
-                           container_reason(out, Msg("the clock is the host kernel's; {state}", state=sync_words)), ev)
+                           container_reason(out, Msg("the clock is the host kernel's; {state}", state=sync_words)),
+                           parsers.evidence(ev_lines + container_signs(out), f"{TRACKING_CMD}; {TIMEDATE_CMD}"))
         return Verdict("fail", observed, expected, sync_words, ev)
 
     def operations(self, p, out):

@@ -4,8 +4,10 @@ One process per lab (`python3 -m kijun.lab.services CONFIG`), recorded by pid an
 state file and killed by `down`:
 
 - update mirror: HTTP on BRIDGE:8080 serving `SUITE/` (the rootfs's offline repository) and
-  `SUITE-security/` (flat apt repository, Label Debian-Security); `publish_security_update()` puts a
-  rebuilt, higher-versioned copy of a package there, so pending -> applied -> none is observable;
+  `debian-security/` laid out like Debian's security archive (dists/SUITE-security/main, pool/;
+  Release: Label Debian-Security, Codename SUITE-security), named in each host's sources as a real
+  Debian host names it (`deb URL/debian-security SUITE-security main`); `publish_security_update()`
+  puts a rebuilt, higher-versioned copy of a package there, so pending -> applied -> none is observable;
 - log collector: syslog on BRIDGE:514 UDP and TCP, one line per record in `services/syslog.log`;
 - proxy: BRIDGE:3128 answers every request 403 (no internet) and logs the request line in `proxy.log`;
 - time: a small SNTP server on BRIDGE:123 (the VM's clock);
@@ -57,42 +59,54 @@ def mirror_url(netcfg: dict) -> str:
     return f"http://{bridge_ip(netcfg)}:{MIRROR_PORT}"
 
 
+SECURITY_ARCHIVE = "debian-security"
+# Debian's own Suite names of the security suites (the Codename is SUITE-security)
+SECURITY_SUITES = {"bookworm": "oldstable-security", "trixie": "stable-security"}
+
+
 def host_files(netcfg: dict, suite: str) -> dict[str, str]:
-    """Files written into each host at `up`: its apt source for the lab's security mirror."""
+    """Files written into each host at `up`: its apt source for the lab's security mirror, named as on
+    a real Debian host (deb.debian.org/debian-security SUITE-security main)."""
     return {"etc/apt/sources.list.d/kijun-lab-security.list":
             f"# kijun lab update mirror (security updates published by `kijun lab publish`)\n"
-            f"deb [trusted=yes] {mirror_url(netcfg)}/{suite}-security ./\n"}
+            f"deb [trusted=yes] {mirror_url(netcfg)}/{SECURITY_ARCHIVE} {suite}-security main\n"}
 
 
 def services_dir(state_dir: Path) -> Path:
     return Path(state_dir) / "services"
 
 
-def _index(repo: Path, suite: str) -> None:
-    """Packages + Release of a flat repository, labelled like Debian's security archive."""
+def _arch() -> str:
+    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _index(archive: Path, suite: str) -> None:
+    """Packages + Release of SUITE-security in the archive (pool/SUITE/*.deb), labelled like Debian's."""
+    arch, dist = _arch(), f"dists/{suite}-security"
+    (archive / "pool" / suite).mkdir(parents=True, exist_ok=True)
+    (archive / dist / "main" / f"binary-{arch}").mkdir(parents=True, exist_ok=True)
     opts = [f"-oAPT::FTPArchive::Release::{k}={v}" for k, v in (
-        ("Origin", "Debian"), ("Label", "Debian-Security"), ("Suite", f"{suite}-security"),
-        ("Codename", f"{suite}-security"))]
-    pk = subprocess.run(["apt-ftparchive", "packages", "."], cwd=repo, capture_output=True, text=True, check=True)
-    (repo / "Packages").write_text(pk.stdout)
-    (repo / "Release").unlink(missing_ok=True)
-    rel = subprocess.run(["apt-ftparchive", *opts, "release", "."], cwd=repo, capture_output=True, text=True,
+        ("Origin", "Debian"), ("Label", "Debian-Security"), ("Suite", SECURITY_SUITES.get(suite, f"{suite}-security")),
+        ("Codename", f"{suite}-security"), ("Components", "main"), ("Architectures", arch))]
+    pk = subprocess.run(["apt-ftparchive", "packages", f"pool/{suite}"], cwd=archive, capture_output=True, text=True,
+                        check=True)
+    (archive / dist / "main" / f"binary-{arch}" / "Packages").write_text(pk.stdout)
+    (archive / dist / "Release").unlink(missing_ok=True)
+    rel = subprocess.run(["apt-ftparchive", *opts, "release", dist], cwd=archive, capture_output=True, text=True,
                          check=True)
-    (repo / "Release").write_text(rel.stdout)
+    (archive / dist / "Release").write_text(rel.stdout)
 
 
 def add_suites(sd: Path, rootfs_by_suite: dict[str, Path]) -> None:
-    """Mirror tree: SUITE/ = the rootfs's offline repository, SUITE-security/ = an (empty) security repo."""
+    """Mirror tree: SUITE/ = the rootfs's offline repository; debian-security/ holds SUITE-security (empty)."""
     mirror = sd / "mirror"
     mirror.mkdir(parents=True, exist_ok=True)
     for suite, rootfs in rootfs_by_suite.items():
         link = mirror / suite
         if not link.is_symlink():
             link.symlink_to(Path(rootfs) / REPO_DIR.lstrip("/"))
-        sec = mirror / f"{suite}-security"
-        if not sec.is_dir():
-            sec.mkdir()
-            _index(sec, suite)
+        if not (mirror / SECURITY_ARCHIVE / "dists" / f"{suite}-security" / "Release").is_file():
+            _index(mirror / SECURITY_ARCHIVE, suite)
 
 
 def start(state_dir: Path, netcfg: dict, rootfs_by_suite: dict[str, Path], timeout: float = 30) -> dict:
@@ -174,7 +188,9 @@ def publish_security_update(state_dir: Path | str, package: str = "rsyslog", sui
         debs = sorted((mirror / suite).glob(f"{package}_*.deb"))
         if not debs:
             raise LabError(f"publish: {package} is not in the {suite} offline repository (see REPO_PACKAGES)")
-        sec = mirror / f"{suite}-security"
+        archive = mirror / SECURITY_ARCHIVE
+        sec = archive / "pool" / suite
+        sec.mkdir(parents=True, exist_ok=True)
         n = len(list(sec.glob(f"{package}_*.deb"))) + 1
         with tempfile.TemporaryDirectory(dir=sec) as tmp:
             tree = Path(tmp) / "tree"
@@ -191,9 +207,9 @@ def publish_security_update(state_dir: Path | str, package: str = "rsyslog", sui
             if res.returncode != 0:
                 raise LabError(f"publish: dpkg-deb failed: {res.stderr.strip()}")
         try:
-            _index(sec, suite)
+            _index(archive, suite)
         except subprocess.CalledProcessError as e:
-            raise LabError(f"publish: apt-ftparchive failed in {sec}: {e.stderr}") from None
+            raise LabError(f"publish: apt-ftparchive failed in {archive}: {e.stderr}") from None
         out[suite] = new
     return out
 

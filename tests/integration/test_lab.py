@@ -109,7 +109,7 @@ def test_offline_repository_installs_packages(lab):
     # the offline repository, and the lab's own update mirror on its bridge: no other source, nothing outside
     mirror = load_state(lab.state_dir)["services"]["mirror"]
     assert sorted(r.stdout.split("\n")[:-1]) == sorted(["deb [trusted=yes] file:/srv/kijun-repo ./",
-                                                        f"deb [trusted=yes] {mirror}/{h.suite}-security ./"])
+                                                        f"deb [trusted=yes] {mirror}/debian-security {h.suite}-security main"])
     assert mirror.startswith(f"http://{load_state(lab.state_dir)['netcfg']['subnet']}.0.1:")
     r = ssh(h, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q tcpdump >/dev/null && dpkg-query -W tcpdump"
                " && apt-get purge -y -q tcpdump >/dev/null", timeout=180)

@@ -82,3 +82,32 @@ def test_freshclam_failure_is_reported_not_faked(tmp_path):
                          env={"PATH": f"{bin_}:/usr/bin:/bin"}, cwd=tmp_path)
     assert res.returncode == 0  # non-fatal: the other items of this host still get applied
     assert "freshclam failed" in res.stderr
+
+
+def test_running_freshclam_daemon_leaves_apply_nothing_to_do():
+    """A second apply on an offline host re-ran freshclam every time (reported as a change): where the
+    daemon runs (it holds freshclam's lock and fetches on its own schedule) apply adds nothing."""
+    out = {"dpkg.status": DPKG, "sigtool./var/lib/clamav": sigtool_out(BUILT, (FORGED, 1)),
+           "freshclam.daemon": ProbeOutput("running\n", 0)}
+    assert T.evaluate(P, out).status == "fail"  # stale or missing signatures still fail
+    assert T.operations(P, out) == []
+    out["freshclam.daemon"] = ProbeOutput("", 0)
+    assert [o.name for o in T.operations(P, out)] == ["update signatures (freshclam)"]
+    # not installed: install first, whatever the probe says
+    out = {**out, "dpkg.status": ProbeOutput("", 0), "freshclam.daemon": ProbeOutput("running\n", 0)}
+    assert len(T.operations(P, out)) == 2
+
+
+def test_unsigned_locally_built_database_is_not_current_signatures():
+    """Real sigtool 1.4.6 output for a database built in the test root with `sigtool --build=daily.cud
+    --unsigned` from one .ndb signature: exit 0 and today's build time. It passed; clamscan itself refuses
+    to load it ("cli_loadinfo: Digital signature not found"), and anyone can build one."""
+    unsigned = (HOSTOUT / "sigtool-info-unsigned-cud.txt").read_text()
+    built = 1795992420  # 29 Nov 2026 22:47 +0000
+    v = T.evaluate(P, {"dpkg.status": DPKG, "sigtool./var/lib/clamav": sigtool_out(built + 60, (unsigned, 0))})
+    assert v.status == "fail", v
+    assert v.reason == ("no signature database sigtool accepts in /var/lib/clamav "
+                        "(daily.cud: unsigned (Verification: Unsigned container))")
+    # beside a signed, current database it changes nothing
+    v = T.evaluate(P, {"dpkg.status": DPKG, "sigtool./var/lib/clamav": sigtool_out(BUILT + 60, (unsigned, 0), (ACCEPTED, 0))})
+    assert v.status == "pass" and "daily.cvd built" in v.observed

@@ -164,6 +164,20 @@ def test_lsblk_layers_decide():
     assert "not a mount point" in t.evaluate(p, not_mounted).observed
 
 
+def test_no_volumes_named_never_passes_but_swap_still_judged():
+    """crypt_mounts empty (nisc-core's default): nothing to judge is not a pass (it passed vacuously)."""
+    t = REGISTRY["encrypted_storage"]
+    p = {"mounts": [], "swap": True}
+    v = t.evaluate(p, {"crypt.swap": ProbeOutput("", 0)})
+    assert v.status == "not-applicable"
+    assert v.reason == "no volumes of secret information named by the organisation (crypt_mounts) (swap: no swap active)"
+    v = t.evaluate(p, {"crypt.swap": ProbeOutput("/dev/dm-1 crypt,part,disk,\n", 0)})
+    assert v.status == "not-applicable" and "swap /dev/dm-1 (crypt/part/disk)" in v.reason
+    v = t.evaluate(p, {"crypt.swap": ProbeOutput("/swapfile part,disk,\n", 0)})
+    assert v.status == "fail" and "swap /swapfile (part/disk)" in v.observed  # unencrypted swap: still a fail
+    assert t.evaluate({"swap": True}, {"crypt.swap": ProbeOutput("", 0)}).status == "not-applicable"
+
+
 # --- ssh_access (enforceable: AllowGroups in kijun's sshd drop-in) ----------------------------
 
 def ssh_access(root, p):

@@ -1,5 +1,5 @@
 """log_review (NISC-LOG-006): logwatch scheduled and a recent report kept. logwatch 7.7 really runs in the
-test root (lab repo); `systemctl show cron` is written from systemd 252's format."""
+test root (lab repo); `systemctl show cron` was captured on a systemd-nspawn bookworm lab host."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ P = {"cron": "/etc/cron.daily/kijun-logwatch", "max_age_days": 2}
 HEAD = (Path(__file__).parent / "fixtures" / "hostout" / "logwatch-report-head.txt").read_text()
 LINE = [l for l in HEAD.splitlines() if "Processing Initiated" in l][0]  # Sun Nov 29 20:23:20 2026
 EPOCH = 1795983800  # that time, UTC
-CRON_ON = ProbeOutput("Id=cron.service\nLoadState=loaded\nActiveState=active\nUnitFileState=enabled\n", 0)
+CRON_ON = ProbeOutput((Path(__file__).parent / "fixtures" / "hostout" / "systemctl-show-cron-running.txt").read_text(), 0)  # nspawn bookworm
 
 
 def out(schedule: str, now: float, line: str = LINE, systemd=True):

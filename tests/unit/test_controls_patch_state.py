@@ -129,3 +129,41 @@ def test_hand_built_edge_cases():
     assert T.evaluate(P, _out(lists="garbage")).status == "error"
     v = T.evaluate(P, _out(lists="1000000\n999999 directory /var/lib/apt/lists/partial\n1 regular empty file /var/lib/apt/lists/lock"))
     assert v.status == "fail" and "no package lists" in v.observed
+
+
+def test_security_suite_known_by_its_release_file_even_while_empty(root):
+    """The lab mirror's security suite as a real host names it (dists/SUITE-security, Release Codename
+    SUITE-security), built by the lab's own code. With an empty index apt-cache policy lists no source at
+    all (the old check said "cannot know"); the Release file apt fetched names it. Before `apt-get update`
+    the suite is only in sources.list: not known yet, and apply's update makes it known."""
+    from kijun.lab.services import SECURITY_ARCHIVE, _index
+
+    codename = root.sh(". /etc/os-release && echo $VERSION_CODENAME").stdout.strip()
+    archive = root.path / "srv/mirror" / SECURITY_ARCHIVE
+    _index(archive, codename)
+    rel = (archive / f"dists/{codename}-security/Release").read_text()
+    assert f"Codename: {codename}-security" in rel and "Label: Debian-Security" in rel
+    root.write("/etc/apt/sources.list.d/sec.list", f"deb [trusted=yes] file:/srv/mirror/{SECURITY_ARCHIVE} {codename}-security main\n")
+    root.sh("touch /var/lib/apt/lists/*Packages")
+    p = {k: v for k, v in P.items() if k != "security_sources"}
+    v, out = judge(root, p)
+    assert v.status == "fail" and v.reason == f"cannot know: no security source configured for {codename}"
+    ops = T.operations(p, out)
+    assert [o.op for o in ops] == ["kijun.ops.shell"] and ops[0].kwargs["commands"][0].startswith("apt-get -q update")
+    for cmd in ops[0].kwargs["commands"]:
+        root.sh(cmd)
+    assert f"{codename}-security" not in root.sh("apt-cache policy").stdout  # empty index: policy is silent
+    v, out = judge(root, p)
+    assert v.status == "pass", v
+    assert f"Codename {codename}-security, Suite " in v.evidence and "Label Debian-Security" in v.evidence
+    assert T.operations(p, out) == []  # second apply: nothing to do
+
+
+def test_release_fields_need_this_release():
+    text = ("@file /var/lib/apt/lists/10.83.0.1:8080_debian-security_dists_trixie-security_Release\n"
+            "Origin: Debian\nLabel: Debian-Security\nSuite: stable-security\nCodename: trixie-security\n"
+            "@file /var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease\n"
+            "Origin: Debian\nLabel: Debian\nSuite: oldstable\nCodename: bookworm\n")
+    assert ps.security_release(text, "trixie").startswith("/var/lib/apt/lists/10.83.0.1:8080_debian-security")
+    assert ps.security_release(text, "bookworm") is None  # another release's security suite does not count
+    assert ps.security_release(text, "") is None

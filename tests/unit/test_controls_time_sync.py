@@ -19,7 +19,8 @@ T = REGISTRY["time_sync"]
 HOSTOUT = Path(__file__).parent / "fixtures" / "hostout"
 NO_CHRONY = ProbeOutput("506 Cannot talk to daemon", 1)  # chronyc on lab-01 with chronyd stopped
 NO_TIMEDATECTL = ProbeOutput("sh: 1: timedatectl: not found", 127)
-# timedatectl show under systemd 252 (written: no booted systemd host on this machine)
+# NTPSynchronized=yes stays written by hand: no clock here is synchronised (the VM is a container, and
+# the nspawn lab hosts show its unsynchronised kernel clock: see nspawn_out below for their real answers)
 SYNCED_TD = {"time.tracking": NO_CHRONY, "fact.container": ProbeOutput("", 0),
              "time.timedatectl": ProbeOutput("NTP=yes\nNTPSynchronized=yes\nTimezone=Asia/Tokyo\n", 0)}
 P = {"any_of": ["chrony", "systemd-timesyncd"], "servers": ["ntp1.example.jp", "ntp2.example.jp"]}
@@ -112,3 +113,30 @@ def test_timedatectl_unsynchronised_fails():
     o = {**lab_out("nodaemon", rc=1), "time.timedatectl": ProbeOutput("NTP=yes\nNTPSynchronized=no\n", 0)}
     v = T.evaluate(LAB_P, o)
     assert v.status == "fail" and "NTPSynchronized=no" in v.reason
+
+
+def nspawn_out(suite: str, container: bool = True):
+    """Captured over SSH on systemd-nspawn lab hosts with chrony installed from the lab mirror: chronyd does
+    not start (ConditionCapability=CAP_SYS_TIME), timesyncd skips containers, the VM kernel's clock is
+    not marked synchronised."""
+    read = lambda name: (HOSTOUT / f"{name}-nspawn-{suite}.txt").read_text()  # noqa: E731
+    return {"dpkg.status": ProbeOutput("chrony\tii \t4.3-2\n", 0), "timesync.conf": CHRONY_CONF,
+            "time.tracking": ProbeOutput(read("chronyc-tracking"), 1), "time.timedatectl": ProbeOutput(read("timedatectl"), 0),
+            "fact.container": ProbeOutput(read("container") if container else "", 0), "fact.systemd": ProbeOutput("yes", 0)}
+
+
+@pytest.mark.parametrize("suite", ["trixie", "bookworm"])
+def test_booted_container_clock_is_the_host_kernels(suite):
+    """It failed "clock not synchronised (timedatectl NTPSynchronized=no, NTP=no)" on every nspawn host, a
+    failure no apply inside the container can fix."""
+    v = T.evaluate(LAB_P, nspawn_out(suite))
+    assert v.status == "not-applicable", v
+    assert v.reason.startswith("host is a container (systemd-detect-virt -c: systemd-nspawn; ")
+    assert v.reason.endswith("the clock is the host kernel's; clock not synchronised (timedatectl NTPSynchronized=no, NTP=no)")
+    assert "systemd-detect-virt -c: systemd-nspawn" in v.evidence
+    # the same answers on a real host: it is judged, and fails
+    v = T.evaluate(LAB_P, nspawn_out(suite, container=False))
+    assert v.status == "fail" and v.reason == "clock not synchronised (timedatectl NTPSynchronized=no, NTP=no)"
+    # servers not configured is still a fail apply can fix, container or not
+    o = {**nspawn_out(suite), "timesync.conf": ProbeOutput("", 0)}
+    assert T.evaluate(LAB_P, o).status == "fail"

@@ -178,19 +178,21 @@ def auditd_disabled():
     pc = {p.control.id: p for p in plan_host(baseline.load(ROOT / "baselines" / "nisc-core.yaml"),
                                               HostTarget("h1", importance_class="I"))}["NISC-AUDIT-001"]
     out = {"dpkg.status": ProbeOutput("auditd\tii \t1:3.0.9-1\n", 0), "fact.systemd": ProbeOutput("yes", 0),
-           "systemctl.auditd": ProbeOutput((HOSTOUT / "systemctl-show-auditd-disabled.txt").read_text(), 0)}
+           "systemctl.auditd": ProbeOutput((HOSTOUT / "systemctl-show-auditd-disabled.txt").read_text(), 0),
+           # a real host: the kernel's audit subsystem answers, and no container signs
+           "auditctl.s": ProbeOutput("enabled 1\nfailure 1\npid 0\n", 0), "fact.container": ProbeOutput("", 0)}
     return evaluate_control(pc, out)
 
 
 def test_report_carries_message_ids_and_renders_japanese_after_a_round_trip():
     r = auditd_disabled()
-    assert r.status == "fail" and r.reason == "auditd is disabled, inactive, expected enabled, active"
+    assert r.status == "fail" and r.reason == "auditd is disabled, failed, expected enabled, active"
     report = json.loads(dumps(build_report("check", [host([r])], version="0.1.0")))
     assert report_errors(report) == []
     stored = report["hosts"][0]["results"][0]
     assert stored["reason"] == r.reason  # the English text is unchanged
     assert stored["messages"]["reason"]["id"] == "{unit} is {observed}, expected {expected}"
-    assert i18n.render_field(stored, "reason", "ja") == "auditd は disabled、inactive (期待値: 自動起動有効、稼働中)"
+    assert i18n.render_field(stored, "reason", "ja") == "auditd は disabled、failed (期待値: 自動起動有効、稼働中)"
     assert i18n.render_field(stored, "reason", "en") == r.reason
     assert "messages" in stored["items"][1]
     # a message that does not say what the signed English says is not shown: the English is

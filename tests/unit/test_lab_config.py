@@ -66,7 +66,8 @@ def test_rootfs_cache_key_per_suite_and_flavour():
 def test_host_files_point_apt_at_the_lab_mirror_only():
     [(path, text)] = host_files(lab.net_config(6), "trixie").items()
     assert path == "etc/apt/sources.list.d/kijun-lab-security.list"
-    assert "deb [trusted=yes] http://10.83.0.1:8080/trixie-security ./" in text
+    # named as a real Debian host names its security suite (deb.debian.org/debian-security trixie-security main)
+    assert "deb [trusted=yes] http://10.83.0.1:8080/debian-security trixie-security main" in text
 
 
 def test_lab_host_from_old_state_defaults_to_chroot_bookworm():
