@@ -17,10 +17,6 @@ import time
 from typing import Any, TextIO
 
 LIBRARIES = ("paramiko", "pyinfra")
-_WORDS = {
-    "en": "{done}/{total} hosts done, {failing} failing, {unreachable} unreachable, {elapsed}",
-    "ja": "{done}/{total} ホスト完了、不適合 {failing}、到達不能 {unreachable}、経過 {elapsed}",
-}
 
 
 def level_for(verbosity: int) -> int:
@@ -144,7 +140,9 @@ class Progress:
     def text(self) -> str:
         seconds = int(time.monotonic() - self.started)
         elapsed = f"{seconds // 60:02d}:{seconds % 60:02d}"
-        return _WORDS.get(self.lang, _WORDS["en"]).format(done=self.done, total=self.total, failing=self.failing,
+        from kijun.i18n import t
+
+        return t("progress_line", self.lang).format(done=self.done, total=self.total, failing=self.failing,
                                                           unreachable=self.unreachable, elapsed=elapsed)
 
     def draw(self) -> None:

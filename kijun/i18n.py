@@ -178,6 +178,8 @@ LABELS: dict[str, str] = {
     "origin.kijun-default": N_("kijun default"),
     "origin.class": N_("class default"),
     "origin.organisation": N_("organisation"),
+    # the progress line of fleet runs (kijun.cli_progress)
+    "progress_line": N_("{done}/{total} hosts done, {failing} failing, {unreachable} unreachable, {elapsed}"),
 }
 
 
