@@ -129,6 +129,8 @@ def test_time_sync_judged_on_chronyd_tracking(lab, tmp_path, ntp_server):
     import time
 
     host = lab.hosts[0]
+    # the starting point is a host with no time daemon running (an earlier module's full baseline may have left one)
+    exec_in(host.name, "pkill -x chronyd; true", state_dir=lab.state_dir)
     # the lab's offline repo has chrony, not systemd-timesyncd (the baseline's first choice)
     b = subset(tmp_path, {"NISC-TIME-001"}, {"time_sync": {"any_of": ["chrony"]}}, ntp_server=ntp_server.address)
     apply(b, host)  # installs chrony and writes the source; no systemd to start it here
