@@ -142,25 +142,31 @@ def _need_nspawn():
         _cannot_run("systemd lab hosts need systemd-nspawn (apt-get install systemd-container)")
 
 
-@pytest.fixture(scope="session")
-def systemd_lab(lab):
-    """Two booted systemd hosts (sys-01 trixie, sys-02 bookworm) on the lab's bridge, with its services.
-    Their inventory is their own state dir (KIJUN_LAB_STATE=systemd_lab.state_dir)."""
+def joined_systemd_lab(lab: Lab, suffix: str, classes: str, name_prefix: str):
+    """Two booted systemd hosts (PREFIX-01 trixie, PREFIX-02 bookworm) joined to the session lab's bridge and
+    services, state dir STATE-SUFFIX; a generator for fixtures: yields the Lab, then downs it and checks that
+    nothing of its own was left (the lab it joined is still up)."""
     _need_nspawn()
-    state_dir = Path(f"{lab.state_dir}-systemd")
+    state_dir = Path(f"{lab.state_dir}-{suffix}")
     hosts: list[LabHost] = []
     try:
-        hosts.extend(up(2, state_dir=state_dir, boot="systemd", suite="trixie,bookworm", classes="I,II",
-                        join=lab.state_dir, name_prefix="sys"))
+        hosts.extend(up(2, state_dir=state_dir, boot="systemd", suite="trixie,bookworm", classes=classes,
+                        join=lab.state_dir, name_prefix=name_prefix))
         yield Lab(hosts, state_dir)
     finally:
         pids = lab_pids(hosts)
         down(state_dir)
-    # the lab it joined is still up: only this lab's own names count
     own = {str(p) for p in pids} | {x for h in hosts for x in (h.netns, h.veth)}
     left = [x for x in lab_leftovers(state_dir, pids, hosts)
             if x.startswith(("cgroup", "mount", "process")) or x.split()[1].split("@")[0] in own]
-    assert not left, f"systemd lab down left behind: {left}"
+    assert not left, f"{name_prefix} lab down left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def systemd_lab(lab):
+    """Two booted systemd hosts (sys-01 trixie, sys-02 bookworm) on the lab's bridge, with its services.
+    Their inventory is their own state dir (KIJUN_LAB_STATE=systemd_lab.state_dir)."""
+    yield from joined_systemd_lab(lab, "systemd", classes="I,II", name_prefix="sys")
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Lab, _need_nspawn, lab_leftovers, lab_pids
-from kijun.lab import down, exec_in, up
+from conftest import joined_systemd_lab
+from kijun.lab import exec_in
 from kijun.lab.hosts import load_state
 from kijun.lab.services import publish_security_update
 
@@ -123,20 +123,7 @@ def full_lab(lab):
     """Two booted systemd hosts of this module's own (full-01 trixie, full-02 bookworm, class I) on the
     session lab's bridge and services: the hardening and breaks here must not reach the hosts other
     modules expect fresh (the session's systemd_lab)."""
-    _need_nspawn()
-    state_dir = Path(f"{lab.state_dir}-full")
-    hosts = []
-    try:
-        hosts.extend(up(2, state_dir=state_dir, boot="systemd", suite="trixie,bookworm", classes="I",
-                        join=lab.state_dir, name_prefix="full"))
-        yield Lab(hosts, state_dir)
-    finally:
-        pids = lab_pids(hosts)
-        down(state_dir)
-    own = {str(p) for p in pids} | {x for h in hosts for x in (h.netns, h.veth)}
-    left = [x for x in lab_leftovers(state_dir, pids, hosts)
-            if x.startswith(("cgroup", "mount", "process")) or x.split()[1].split("@")[0] in own]
-    assert not left, f"full-baseline lab down left behind: {left}"
+    yield from joined_systemd_lab(lab, "full", classes="I", name_prefix="full")
 
 
 @pytest.fixture(scope="module")
