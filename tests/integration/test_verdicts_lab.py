@@ -75,6 +75,7 @@ def test_firewall_judged_on_the_loaded_ruleset(lab, tmp_path):
     assert "tcp dport 8080 accept" in res["evidence"]
     apply(b, host)
     assert item(result(b, host, "NISC-NET-002"), "input chain")["status"] == "pass"
+    exec_in(host.name, "nft flush ruleset", state_dir=lab.state_dir, check=True)  # later tests expect an open host
 
 
 def test_kernel_bound_items_are_not_applicable_with_what_was_seen(lab, tmp_path):
@@ -118,6 +119,8 @@ def test_audit_rules_on_disk_judged_loaded_part_not_applicable(lab, tmp_path):
 def ntp_server(lab):
     """chronyd on the second lab host serving its own clock (local stratum 8) to the lab bridge only."""
     srv = lab.hosts[1]
+    # an earlier module may have left an input firewall there that drops NTP: the server is not under test
+    exec_in(srv.name, "nft flush ruleset", state_dir=lab.state_dir, check=True)
     exec_in(srv.name, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q chrony >/dev/null 2>&1 && "
             "printf 'local stratum 8\\nallow all\\n' > /etc/chrony/kijun-test-server.conf && "
             "chronyd -x -f /etc/chrony/kijun-test-server.conf", state_dir=lab.state_dir, check=True, timeout=300)
@@ -129,8 +132,9 @@ def test_time_sync_judged_on_chronyd_tracking(lab, tmp_path, ntp_server):
     import time
 
     host = lab.hosts[0]
-    # the starting point is a host with no time daemon running (an earlier module's full baseline may have left one)
-    exec_in(host.name, "pkill -x chronyd; true", state_dir=lab.state_dir)
+    # the starting point is a host with no time daemon running and no firewall (earlier tests, here and in
+    # other modules, may have left a chronyd or a drop-policy ruleset that the NTP replies would meet)
+    exec_in(host.name, "pkill -x chronyd; nft flush ruleset; true", state_dir=lab.state_dir)
     # the lab's offline repo has chrony, not systemd-timesyncd (the baseline's first choice)
     b = subset(tmp_path, {"NISC-TIME-001"}, {"time_sync": {"any_of": ["chrony"]}}, ntp_server=ntp_server.address)
     apply(b, host)  # installs chrony and writes the source; no systemd to start it here
