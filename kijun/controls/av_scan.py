@@ -1,43 +1,31 @@
-"""Periodic virus scan: scheduled by any mechanism, and the last scan finished less than N days ago.
-
-Scheduled means an executable cron script (cron.{hourly,daily,weekly,monthly}, names run-parts runs),
-a cron.d/crontab line, or (under systemd) an enabled+active timer whose service runs clamscan or
-clamdscan; cron jobs also need cron running, which cannot be observed without systemd. The last scan
-is the newest "End Date:" of a clamscan summary in /var/log/clamav/*.log (kijun's script logs there)
+"""Periodic virus scan: scheduled by any mechanism (kijun.controls.periodic: cron with cron running, or an
+active timer whose service runs clamscan or clamdscan), and the last scan finished less than N days ago.
+The last scan is the newest "End Date:" of a clamscan summary in /var/log/clamav/*.log (kijun's script logs there)
 whose scan loaded signatures and scanned files (a scan without a database also writes a summary).
 """
 
 from __future__ import annotations
 
-import re
 import shlex
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from kijun import parsers
 from kijun.controls.base import ControlType, OpCall, Verdict, register
-from kijun.controls.service import has_systemd, show_probe, unit_props
-from kijun.probe import HOST_FACT_PROBES
+from kijun.controls.periodic import (
+    CLOCK_CMD,
+    Periodic,
+    host_clock,
+    observe,
+    schedule_cmd,
+)
+from kijun.controls.service import show_probe
 from kijun.msg import Msg, join
+from kijun.probe import HOST_FACT_PROBES
 
 LOG = "/var/log/clamav/kijun-clamscan.log"
-def schedule_cmd(pattern: str) -> str:
-    """Cron files and (under systemd) timers of services whose command matches PATTERN (an ERE, no quotes)."""
-    q = shlex.quote(pattern)
-    return (f"for f in $(grep -lsE {q} /etc/cron.hourly/* /etc/cron.daily/* /etc/cron.weekly/* /etc/cron.monthly/* "
-            "/etc/cron.d/* /etc/crontab /var/spool/cron/crontabs/*); do\n"
-            '  echo "cron $(stat -c %a "$f") $f"; done\n'
-            "if [ -d /run/systemd/system ]; then\n"
-            f"  for s in $(grep -lsE {shlex.quote('^ExecStart=.*' + pattern)} /etc/systemd/system/*.service "
-            "/lib/systemd/system/*.service /usr/lib/systemd/system/*.service); do\n"
-            '    t=$(basename "$s" .service).timer\n'
-            '    echo "timer $(systemctl is-enabled "$t" 2>/dev/null || echo disabled) $(systemctl is-active "$t" 2>/dev/null || echo inactive) $t"\n'
-            "  done\nfi\ntrue")
-
-
 SCHEDULE_CMD = schedule_cmd("clam(d)?scan")
 # each summary's lines in file order (Known viruses and Scanned files come before End Date)
-LAST_CMD = "date +%s; date +%z; grep -hsE '^(Known viruses|Scanned files|End Date):' /var/log/clamav/*.log | tail -n 900; true"
-RUN_PARTS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # run-parts skips names with dots (e.g. *.dpkg-old)
+LAST_CMD = CLOCK_CMD + "; grep -hsE '^(Known viruses|Scanned files|End Date):' /var/log/clamav/*.log | tail -n 900; true"
 DB_CMD = "ls -1 /var/lib/clamav/ 2>/dev/null | grep -E '[.](cvd|cld)$' | head -n 20; true"
 LOCK = "/run/kijun-clamscan.lock"
 
@@ -48,23 +36,6 @@ def script(log: str = LOG) -> str:
             "command -v clamscan >/dev/null 2>&1 || exit 0\nmkdir -p /var/log/clamav\n"
             f"nice -n 19 ionice -c 3 clamscan --recursive --infected --log={shlex.quote(log)} \\\n"
             "  --exclude-dir='^/(proc|sys|dev|run)(/|$)' / 2>&1 | logger -t kijun-clamscan -p daemon.warning\nexit 0\n")
-
-
-def schedules(text: str, systemd: bool) -> tuple[list[str], list[str]]:
-    """(cron jobs that would run, timers enabled+active) from SCHEDULE_CMD output."""
-    cron, timers = [], []
-    for line in text.splitlines():
-        words = line.split(" ", 3)
-        if words[0] == "cron" and len(words) == 3:
-            mode, path = words[1], words[2]
-            periodic = re.match(r"^/etc/cron\.(hourly|daily|weekly|monthly)/", path)
-            if periodic and (not mode.isdigit() or not int(mode, 8) & 0o100 or not RUN_PARTS_NAME.match(path.rsplit("/", 1)[1])):
-                continue  # run-parts would skip it
-            cron.append(path)
-        elif words[0] == "timer" and len(words) == 4 and systemd:
-            if words[1] in ("enabled", "static") and words[2] == "active":
-                timers.append(words[3])
-    return cron, timers
 
 
 def _count(line: str) -> int:
@@ -81,12 +52,10 @@ def last_scan(text: str) -> tuple[float | None, float | None, str]:
     updated) still writes a summary with an End Date ("Known viruses: 0", "Scanned files: 0").
     """
     lines = text.splitlines()
-    try:
-        now = float(lines[0])
-        sign = -1 if lines[1].startswith("-") else 1
-        offset = timedelta(hours=int(lines[1][1:3]), minutes=int(lines[1][3:5])) * sign
-    except (IndexError, ValueError):
+    clock = host_clock(lines)
+    if clock is None:
         return None, None, ""
+    now, tz = clock
     best, best_line, known, scanned = None, "", 0, 0
     for line in lines[2:]:
         if line.startswith("Known viruses:"):
@@ -97,7 +66,7 @@ def last_scan(text: str) -> tuple[float | None, float | None, str]:
             real, (k, n) = known > 0 and scanned > 0, (known, scanned)
             known = scanned = 0
             try:
-                t = datetime.strptime(line.partition(":")[2].strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone(offset))
+                t = datetime.strptime(line.partition(":")[2].strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=tz)
             except ValueError:
                 continue
             if real and (best is None or t.timestamp() > best):
@@ -121,46 +90,38 @@ class AvScan(ControlType):
         return {"avscan.schedule": SCHEDULE_CMD, "avscan.last": LAST_CMD, **show_probe("cron"),
                 "fact.systemd": HOST_FACT_PROBES["fact.systemd"], "avscan.db": DB_CMD}
 
-    def _state(self, p, out):
-        systemd = has_systemd(out)
-        cron, timers = schedules(out["avscan.schedule"].stdout, systemd)
-        cron_active = systemd and parsers.unit_active(unit_props(out, "cron"))
-        now, last, line = last_scan(out["avscan.last"].stdout)
-        age = (now - last) / 86400 if now is not None and last is not None else None
-        age = None if age is not None and age < -1 else age  # a record "from the future" proves nothing
-        return {"cron": cron, "timers": timers, "cron_active": cron_active, "systemd": systemd, "age": age, "line": line}
+    def _state(self, p, out) -> Periodic:
+        return observe(out, "avscan.schedule", *last_scan(out["avscan.last"].stdout))
 
     def evaluate(self, p, out):
         n = p["max_age_days"]
         expected = Msg("a virus scan scheduled (cron with cron running, or an active timer) and finished within {n} day(s)",
                        n=n)
         s = self._state(p, out)
-        ev = parsers.evidence(out["avscan.schedule"].stdout.splitlines() + [s["line"] or "no clamscan summary in /var/log/clamav"],
+        ev = parsers.evidence(out["avscan.schedule"].stdout.splitlines() + [s.line or "no clamscan summary in /var/log/clamav"],
                               "grep -l clamscan /etc/cron*; grep 'End Date:' /var/log/clamav/*.log")
-        scheduled = s["timers"] + (s["cron"] if s["cron_active"] else [])
-        problems = []
-        if not scheduled and not (s["cron"] and not s["systemd"]):
-            problems.append(Msg("no scan scheduled (cron jobs {jobs} but cron is not running)", jobs=s["cron"])
-                            if s["cron"] else Msg("no scan scheduled"))
-        if s["age"] is None:
+        scheduled = s.scheduled
+        problems = [w for w in [s.schedule_problem(
+            Msg("no scan scheduled"), Msg("no scan scheduled (cron jobs {jobs} but cron is not running)", jobs=s.cron))] if w]
+        if s.age is None:
             problems.append(Msg("no finished scan recorded in /var/log/clamav (none that loaded signatures and scanned files)"))
-        elif s["age"] > n:
-            problems.append(Msg("last scan finished {age:.1f} days ago (limit {n})", age=s["age"], n=n))
-        last = Msg("last scan {age:.1f} days ago", age=s["age"]) if s["age"] is not None else Msg("no scan recorded")
-        observed = Msg("scheduled by {where}; {last}", where=scheduled or s["cron"] or Msg("nothing"), last=last)
+        elif s.age > n:
+            problems.append(Msg("last scan finished {age:.1f} days ago (limit {n})", age=s.age, n=n))
+        last = Msg("last scan {age:.1f} days ago", age=s.age) if s.age is not None else Msg("no scan recorded")
+        observed = Msg("scheduled by {where}; {last}", where=scheduled or s.cron or Msg("nothing"), last=last)
         if problems:
             return Verdict("fail", observed, expected, join("; ", problems), ev)
         if not scheduled:
             return Verdict("not-applicable", observed, expected,
-                           Msg("systemd is not PID 1: whether cron runs {jobs} cannot be observed", jobs=s["cron"]), ev)
+                           Msg("systemd is not PID 1: whether cron runs {jobs} cannot be observed", jobs=s.cron), ev)
         return Verdict("pass", observed, expected, "", ev)
 
     def operations(self, p, out):
         s = self._state(p, out)
-        ops = [] if s["cron"] or s["timers"] else \
+        ops = [] if s.cron or s.timers else \
             [OpCall("kijun.ops.put_text", {"dest": p["cron"], "content": script(), "mode": "0755"}, f"write {p['cron']}")]
         has_db = bool(out.get("avscan.db") and out["avscan.db"].stdout.strip())
-        if s["age"] is None and has_db:
+        if s.age is None and has_db:
             # no scan on record: start the first one now, in the background (a full scan takes long);
             # without a signature database a scan proves nothing, so none is started
             ops.append(OpCall("kijun.ops.shell", {"commands": [

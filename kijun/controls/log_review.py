@@ -1,6 +1,6 @@
 """Logs are reviewed: the analysis (logwatch) is scheduled by any mechanism and ran within N days.
 
-Scheduled is judged as for virus scans (kijun.controls.av_scan: run-parts rules, cron.d, crontabs,
+Scheduled is judged as for virus scans (kijun.controls.periodic: run-parts rules, cron.d, crontabs,
 active timers; cron must run, not observable without systemd). That it ran is the newest
 "Processing Initiated:" of a report kept under /var/log/logwatch: Debian's own job only mails its
 report, so kijun's job keeps a copy there (and mails as before through Debian's job).
@@ -9,18 +9,24 @@ report, so kijun's job keeps a copy there (and mails as before through Debian's 
 from __future__ import annotations
 
 import shlex
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from kijun import parsers
-from kijun.controls.av_scan import schedule_cmd, schedules
 from kijun.controls.base import ControlType, OpCall, Verdict, register
-from kijun.controls.service import has_systemd, show_probe, unit_props
-from kijun.probe import HOST_FACT_PROBES
+from kijun.controls.periodic import (
+    CLOCK_CMD,
+    Periodic,
+    host_clock,
+    observe,
+    schedule_cmd,
+)
+from kijun.controls.service import show_probe
 from kijun.msg import Msg, join
+from kijun.probe import HOST_FACT_PROBES
 
 REPORTS = "/var/log/logwatch"
 SCHEDULE_CMD = schedule_cmd("logwatch")
-LAST_CMD = f"date +%s; date +%z; grep -hs 'Processing Initiated:' {REPORTS}/*.txt | tail -n 400; true"
+LAST_CMD = CLOCK_CMD + f"; grep -hs 'Processing Initiated:' {REPORTS}/*.txt | tail -n 400; true"
 
 
 def script() -> str:
@@ -36,11 +42,10 @@ def script() -> str:
 def last_report(text: str) -> tuple[float | None, float | None, str]:
     """(host now, newest 'Processing Initiated' as epoch (host local time), its line)."""
     lines = text.splitlines()
-    try:
-        now = float(lines[0])
-        tz = timezone((-1 if lines[1].startswith("-") else 1) * timedelta(hours=int(lines[1][1:3]), minutes=int(lines[1][3:5])))
-    except (IndexError, ValueError):
+    clock = host_clock(lines)
+    if clock is None:
         return None, None, ""
+    now, tz = clock
     best, best_line = None, ""
     for line in lines[2:]:
         stamp = line.partition("Processing Initiated:")[2].strip()
@@ -69,46 +74,38 @@ class LogReview(ControlType):
         return {"logreview.schedule": SCHEDULE_CMD, "logreview.last": LAST_CMD, **show_probe("cron"),
                 "fact.systemd": HOST_FACT_PROBES["fact.systemd"]}
 
-    def _state(self, p, out):
-        systemd = has_systemd(out)
-        cron, timers = schedules(out["logreview.schedule"].stdout, systemd)
-        cron_active = systemd and parsers.unit_active(unit_props(out, "cron"))
-        now, last, line = last_report(out["logreview.last"].stdout)
-        age = (now - last) / 86400 if now is not None and last is not None else None
-        age = None if age is not None and age < -1 else age  # a record "from the future" proves nothing
-        return {"cron": cron, "timers": timers, "scheduled": timers + (cron if cron_active else []),
-                "systemd": systemd, "age": age, "line": line}
+    def _state(self, p, out) -> Periodic:
+        return observe(out, "logreview.schedule", *last_report(out["logreview.last"].stdout))
 
     def evaluate(self, p, out):
         n = p["max_age_days"]
         expected = Msg("log analysis (logwatch) scheduled and a report from the last {n} day(s) kept in {dir}", n=n,
                        dir=REPORTS)
         s = self._state(p, out)
-        ev = parsers.evidence(out["logreview.schedule"].stdout.splitlines() + [s["line"] or f"no logwatch report in {REPORTS}"],
+        ev = parsers.evidence(out["logreview.schedule"].stdout.splitlines() + [s.line or f"no logwatch report in {REPORTS}"],
                               f"grep -l logwatch /etc/cron*; grep 'Processing Initiated' {REPORTS}/*.txt")
-        problems = []
-        if not s["scheduled"] and not (s["cron"] and not s["systemd"]):
-            problems.append(Msg("no log analysis scheduled (cron jobs {jobs} but cron is not running)", jobs=s["cron"])
-                            if s["cron"] else Msg("no log analysis scheduled"))
-        if s["age"] is None:
+        problems = [w for w in [s.schedule_problem(
+            Msg("no log analysis scheduled"),
+            Msg("no log analysis scheduled (cron jobs {jobs} but cron is not running)", jobs=s.cron))] if w]
+        if s.age is None:
             problems.append(Msg("no logwatch report kept in {dir}", dir=REPORTS))
-        elif s["age"] > n:
-            problems.append(Msg("last logwatch report {age:.1f} days old (limit {n})", age=s["age"], n=n))
-        last = Msg("last report {age:.1f} days old", age=s["age"]) if s["age"] is not None else Msg("no report kept")
-        observed = Msg("scheduled by {where}; {last}", where=s["scheduled"] or s["cron"] or Msg("nothing"), last=last)
+        elif s.age > n:
+            problems.append(Msg("last logwatch report {age:.1f} days old (limit {n})", age=s.age, n=n))
+        last = Msg("last report {age:.1f} days old", age=s.age) if s.age is not None else Msg("no report kept")
+        observed = Msg("scheduled by {where}; {last}", where=s.scheduled or s.cron or Msg("nothing"), last=last)
         if problems:
             return Verdict("fail", observed, expected, join("; ", problems), ev)
-        if not s["scheduled"]:
+        if not s.scheduled:
             return Verdict("not-applicable", observed, expected,
-                           Msg("systemd is not PID 1: whether cron runs {jobs} cannot be observed", jobs=s["cron"]), ev)
+                           Msg("systemd is not PID 1: whether cron runs {jobs} cannot be observed", jobs=s.cron), ev)
         return Verdict("pass", observed, expected, "", ev)
 
     def operations(self, p, out):
         s = self._state(p, out)
         ops = []
-        if p["cron"] not in s["cron"]:  # kijun's job is the one that keeps the evidence
+        if p["cron"] not in s.cron:  # kijun's job is the one that keeps the evidence
             ops.append(OpCall("kijun.ops.put_text", {"dest": p["cron"], "content": script(), "mode": "0755"}, f"write {p['cron']}"))
-        if s["age"] is None or s["age"] > p["max_age_days"]:
+        if s.age is None or s.age > p["max_age_days"]:
             ops.append(OpCall("kijun.ops.shell", {"commands": [f"sh {shlex.quote(p['cron'])}"]}, "run the log analysis once now"))
         return ops
 
