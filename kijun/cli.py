@@ -154,7 +154,7 @@ baseline_option = click.option("-b", "--baseline", "baseline_path", type=click.P
 @host_bounds
 @store_option
 @key_option
-@click.option("--no-store", is_flag=True, help="Do not record the run (inventory checks are stored and signed by default).")
+@click.option("--no-store", is_flag=True, help="Do not record the run (checks are stored and signed by default; --local ones once a signing key exists).")
 @click.option("--waivers", type=click.Path(), default=None, help="Waiver file (justified, approved, expiring exceptions).")
 @lang_option
 @format_option("run", "check")
@@ -174,9 +174,22 @@ def check(local, inventory, baseline_path, importance_class, limit, parallel, co
         from kijun.i18n import t
 
         notes = () if importance_class else (t("class-defaulted", lang).format(cls="I"),)
+        # Stored and signed as a fleet check is, once a signing key exists; before `kijun keygen` the first
+        # check of a new machine still runs, and says it was not kept. A store or key asked for must work.
+        asked = bool(store_url or key_path)
+        if not no_store and not asked and not runs_mod.key_file(None).exists():
+            no_store = True
+            _say(f"kijun: {t('local-not-stored', lang)}")
         run = runs_mod.check_local(base, importance_class or "I", host_timeout=host_timeout, max_output=max_output,
-                                   waiver_set=waiver_set)
+                                   store_url=store_url, key_path=key_path, no_store=no_store, waiver_set=waiver_set,
+                                   say=_say)
+        if run.keeper.stored:
+            _say(t('local-stored', lang).format(run_id=run.keeper.run_id))
         _show(run.report, fmt, lang, output, base, notes)
+        if run.keeper.failure:
+            click.echo(f"kijun: error: {run.keeper.failure}", err=True)
+        if run.keeper.failure or run.interrupted:
+            sys.exit(2)
         exit_for(run.hosts)
 
     inv = runs_mod.load_fleet(base, inventory, tuple(limit))

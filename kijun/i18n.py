@@ -142,6 +142,8 @@ LABELS: dict[str, str] = {
     "operation": N_("Operation"),
     "in-desired-state": N_("{n} item(s) in the desired state"),
     "overrides": N_("organisation overrides (kijun_vars; every other number is the baseline's: kijun params)"),
+    "local-not-stored": N_("this check is not stored: no signing key yet (run `kijun keygen` once to keep signed records of every check)"),
+    "local-stored": N_("run {run_id} stored and signed"),
     "class-defaulted": N_("judged as importance class {cls} (the default: the strictest; give this machine's class with --class)"),
     "check": N_("check"),
     "apply": N_("apply"),

@@ -80,15 +80,16 @@ class Sysctl(ControlType):
         live = out[f"sysctl.{key}"]
         saved, line = persisted_line(out["sysctl.persisted"].stdout, key)
         running = " ".join(live.stdout.split()) if live.rc == 0 else None
-        observed = Msg("running={running} persisted={saved}", running=running if running is not None else Msg("unreadable"),
-                       saved=saved or Msg("unset"))
+        state = Msg("running={running} persisted={saved}", running=running if running is not None else Msg("unreadable"),
+                    saved=saved or Msg("unset"))
         if line:
-            observed = Msg("{observed} ({path})", observed=observed, path=line.path)
+            state = Msg("{observed} ({path})", observed=state, path=line.path)
+        observed = Msg("{key}: {state}", key=key, state=state)  # a control with several keys shows one row per key
         ev = parsers.evidence([f"sysctl -n {key}: {live.stdout.strip()}", line or f"{key}: not set in sysctl.d"])
         if self._container(p, out):
             # The value is the host kernel's: neither a pass nor a failure apply could fix here.
             return not_applicable(container_reason(out, Msg("{key} belongs to the host's kernel ({observed})", key=key,
-                                                            observed=observed)), ev)
+                                                            observed=state)), ev)
         if live.rc != 0:
             return Verdict("error", reason=Msg("cannot read {key}: {output}", key=key, output=live.stdout.strip()), evidence=ev)
         ok = running == want and saved == want

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kijun.inputs import InputError
-from kijun.runs.keeper import RunKeeper, Say, StopOnSignal, _stderr, apply_waivers, open_run, scope_of
+from kijun.runs.keeper import (
+    RunKeeper, Say, StopOnSignal, _stderr, apply_waivers, open_run, scope_of, sealed_on_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +84,25 @@ def check(base, inv, limit: tuple[str, ...], *, parallel: int, connect_timeout: 
     return CheckRun(hosts, report, keeper, sig.stop.is_set(), list(inv.errors))
 
 
-def check_local(base, importance_class: str, *, host_timeout: float, max_output: int, waiver_set=None) -> CheckRun:
-    """Check this machine (no SSH, read-only); the report is built like a fleet check's, not stored."""
+def check_local(base, importance_class: str, *, host_timeout: float, max_output: int, store_url=None,
+                key_path=None, no_store: bool = True, waiver_set=None, say: Say = _stderr) -> CheckRun:
+    """Check this machine (no SSH, read-only); stored and signed like a fleet check unless no_store.
+    The inventory of a local run is `local:HOSTNAME`, so drift compares a machine's local runs."""
     import socket
 
     from kijun import check as check_mod
     from kijun import plan, probe
     from kijun.model import HostTarget
 
-    target = HostTarget(name=socket.gethostname(), importance_class=importance_class)
+    name = socket.gethostname()
+    target = HostTarget(name=name, importance_class=importance_class)
+    planned = plan.plan_host(base, target)  # bad kijun params fail here, before a run is opened
+    keeper = open_run("check", base, {"path": f"local:{name}", "digest": ""}, scope_of(()), store_url=store_url,
+                      key_path=key_path, no_store=no_store, say=say)
     runner = probe.make_local_runner(host_timeout, max_output)
-    hosts = [check_mod.check_host(plan.plan_host(base, target), target, runner)]
-    apply_waivers(waiver_set, hosts)
-    keeper = open_run("check", base, {"path": "local", "digest": ""}, None, store_url=None, key_path=None,
-                      no_store=True)
-    for h in hosts:
-        keeper.add(h)
+    with sealed_on_error(keeper):  # Ctrl-C during the probe: the opened run is sealed as incomplete
+        hosts = [check_mod.check_host(planned, target, runner)]
+        apply_waivers(waiver_set, hosts)
+        for h in hosts:
+            keeper.add(h)
     return CheckRun(hosts, keeper.seal(complete=True), keeper, False)

@@ -572,3 +572,41 @@ def test_apply_names_why_a_host_cannot_be_connected_without_a_traceback(home, tm
     out = {o["host"]: o for o in json.loads(r.stdout)["hosts"]}
     assert out["nokey"]["error"] == "cannot connect: No such private key file: /nonexistent/key"
     assert not out["dead"]["reachable"] and out["dead"]["error"].startswith("cannot connect: ")
+
+
+# --- local checks are kept like fleet checks ------------------------------------------------------------
+
+def test_a_local_check_is_stored_and_signed_once_a_key_exists(home):
+    """Before `kijun keygen` the first check still runs and says it was not kept; afterwards every local
+    check is a signed stored run, `kijun verify` vouches for it and `kijun drift` compares two of them."""
+    import json
+
+    r = kijun("check", "--local", "-b", MINI, "--class", "IV", "--format", "json", home=home)
+    assert r.returncode in (0, 1), r.stderr
+    assert "not stored: no signing key yet" in r.stderr
+    assert not (home / ".local/share/kijun/results.db").exists()
+    assert kijun("keygen", home=home).returncode == 0
+    runs = []
+    for _ in range(2):
+        r = kijun("check", "--local", "-b", MINI, "--class", "IV", "--format", "json", home=home)
+        assert r.returncode in (0, 1), r.stderr
+        report = json.loads(r.stdout)
+        assert report["run_id"] and f"run {report['run_id']} stored and signed" in r.stderr
+        assert report["inventory"]["path"].startswith("local:")
+        runs.append(report["run_id"])
+    listed = kijun("runs", home=home)
+    assert all(run in listed.stdout for run in runs), listed.stdout
+    assert kijun("verify", home=home).returncode == 0
+    drift = kijun("drift", home=home)
+    assert drift.returncode == 0 and runs[0] in drift.stdout + drift.stderr and runs[1] in drift.stdout + drift.stderr, drift
+    # --no-store keeps nothing; -q hides the informational line
+    quiet = kijun("-q", "check", "--local", "-b", MINI, "--class", "IV", home=home)
+    assert "stored and signed" not in quiet.stderr and quiet.returncode in (0, 1)
+    kijun("check", "--local", "-b", MINI, "--class", "IV", "--no-store", home=home)
+    assert len([line for line in kijun("runs", home=home).stdout.splitlines() if "check" in line]) == 3
+
+
+def test_a_local_check_with_a_store_asked_for_but_no_key_is_one_line(home):
+    """A store named (flag, KIJUN_STORE or kijun.toml) means the operator wants the record: no silent skip."""
+    line = one_line(kijun("check", "--local", "-b", MINI, "--store", str(home / "r.db"), home=home))
+    assert "no signing key" in line and "kijun keygen" in line

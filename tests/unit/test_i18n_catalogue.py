@@ -78,7 +78,7 @@ def test_every_extracted_message_has_a_japanese_translation():
 # Translations that read the same as the English: configuration syntax and punctuation only. A new entry
 # here needs a reason; an untranslated message copied into msgstr is caught by this list.
 SAME_IN_JAPANESE = {"AllowGroups {groups}", "AllowUsers {users}", "TMOUT={seconds}", "UID 0: {names}",
-                    "pam_pwhistory {state}", "{key} {op} {value}", "{key} {value}", "{key}: {problems}", "{key}={value}",
+                    "pam_pwhistory {state}", "{key} {op} {value}", "{key} {value}", "{key}: {problems}", "{key}: {state}", "{key}={value}",
                     "{none} ({rejected})", "{observed} ({path})", "{pending} ({names})", "{user} ({ways})"}
 
 
