@@ -124,6 +124,16 @@ def start_cmd(name, state_dir):
     _guard(lab.start_host, name, state_dir)
 
 
+@lab_group.command("reset")
+@click.argument("names", nargs=-1)
+@_state_opt
+def reset_cmd(names, state_dir):
+    """Put hosts NAMES (default: all) back as `lab up` made them and start them (same keys and addresses;
+    everything a baseline, a test or a user changed since is gone)."""
+    for h in _guard(lab.reset_hosts, list(names), state_dir):
+        _info(f"{h.name}: reset to its provisioned disk, running")
+
+
 @lab_group.command("exec", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)

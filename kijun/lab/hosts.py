@@ -285,11 +285,7 @@ def _prepare(h: LabHost, pubkey: str, latency_ms: int, bridge: str, extra_files:
              internet: str | None = None) -> str:
     """Overlay + per-host files + network namespace. Returns the host's known_hosts lines."""
     ov = h.overlay
-    for k in ("upper", "work", "merged"):
-        Path(ov[k]).mkdir(parents=True, exist_ok=True)
-    _run(["mount", "-t", "overlay", "overlay", "-o",
-          f"lowerdir={ov['lower']},upperdir={ov['upper']},workdir={ov['work']}", ov["merged"]],
-         f"overlay mount for {h.name}")
+    _mount_overlay(h)
     m = Path(ov["merged"])
     (m / "etc/hostname").write_text(h.name + "\n")
     (m / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n{h.address}\t{h.name}\n")
@@ -314,11 +310,29 @@ def _prepare(h: LabHost, pubkey: str, latency_ms: int, bridge: str, extra_files:
         (sshdir / "authorized_keys").chmod(0o600)
         for p in (sshdir, sshdir / "authorized_keys"):
             os.chown(p, uid, gid)
-    # network namespace, veth into the bridge, no default route
+    _make_net(h, bridge, latency_ms, internet)
+    # the disk as provisioned, for reset_hosts(): a host put back to it keeps its keys, name and lab files
+    _run(["cp", "-a", "--", ov["upper"], str(_pristine(h))], f"provisioned copy of {h.name}")
+    return "".join(f"{h.address},{h.name} {t} {k}\n" for t, k in keys)
+
+
+def mac(kind: int, address: str) -> str:
+    """A locally administered MAC from an IPv4 address (02:6b:KIND:last three octets)."""
+    octets = [int(x) for x in address.split("/")[0].split(".")]
+    return "02:6b:" + ":".join(f"{b:02x}" for b in [kind, *octets[1:]])
+
+
+def _pristine(h: LabHost) -> Path:
+    return Path(h.overlay["upper"]).parent / "pristine"
+
+
+def _make_net(h: LabHost, bridge: str, latency_ms: int, internet: str | None) -> None:
+    """The host's network namespace, its veth into the bridge, no default route."""
     ns = ["ip", "-n", h.netns]
     _run(["ip", "netns", "add", h.netns], f"netns for {h.name}")
-    _run(["ip", "link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "netns", h.netns],
-         f"veth for {h.name}")
+    # fixed MACs: after a reset the bridge's, the controller's and the other hosts' neighbour entries stay right
+    _run(["ip", "link", "add", h.veth, "address", mac(0x6b, h.address), "type", "veth", "peer", "name", "eth0",
+          "address", mac(0x6a, h.address), "netns", h.netns], f"veth for {h.name}")
     _run(["ip", "link", "set", h.veth, "master", bridge, "up"], f"veth {h.veth} into {bridge}")
     _run(ns + ["addr", "add", f"{h.address}/16", "dev", "eth0"], f"address for {h.name}")
     _run(ns + ["link", "set", "eth0", "up"], f"eth0 up in {h.netns}")
@@ -329,7 +343,15 @@ def _prepare(h: LabHost, pubkey: str, latency_ms: int, bridge: str, extra_files:
         _run(["tc", "qdisc", "add", "dev", h.veth, "root", "netem", "delay", f"{latency_ms}ms"], "tc netem")
         _run(["tc", "-n", h.netns, "qdisc", "add", "dev", "eth0", "root", "netem", "delay", f"{latency_ms}ms"],
              "tc netem")
-    return "".join(f"{h.address},{h.name} {t} {k}\n" for t, k in keys)
+
+
+def _mount_overlay(h: LabHost) -> None:
+    ov = h.overlay
+    for k in ("upper", "work", "merged"):
+        Path(ov[k]).mkdir(parents=True, exist_ok=True)
+    _run(["mount", "-t", "overlay", "overlay", "-o",
+          f"lowerdir={ov['lower']},upperdir={ov['upper']},workdir={ov['work']}", ov["merged"]],
+         f"overlay mount for {h.name}")
 
 
 def _write_ssh_config(state_dir: Path, hosts: list[LabHost]) -> None:
@@ -598,6 +620,8 @@ def up(n: int, state_dir: Path | str = DEFAULT_STATE, latency_ms: int = 0, class
         try:
             if joined is None:
                 _run(["ip", "link", "add", bridge, "type", "bridge"], f"bridge {bridge}")
+                # set, so that it does not follow the lowest MAC of its ports as hosts come and go
+                _run(["ip", "link", "set", bridge, "address", mac(0x62, netcfg["bridge_addr"])], f"MAC of {bridge}")
                 _run(["ip", "addr", "add", netcfg["bridge_addr"], "dev", bridge], f"address on {bridge}")
                 _run(["ip", "link", "set", bridge, "up"], f"{bridge} up")
             if "systemd" in spread["boot"]:
@@ -734,15 +758,20 @@ def _teardown(h: LabHost) -> None:
         res = subprocess.run(["umount", mp], capture_output=True, text=True)
         if res.returncode != 0:
             errors.append(f"umount {mp}: {res.stderr.strip()}")
+    errors += _remove_net(h)
+    if errors:
+        raise LabError("; ".join(errors))
+
+
+def _remove_net(h: LabHost) -> list[str]:
     # Deleting the VM end removes the pair at once (netns teardown is asynchronous in the kernel).
     if Path(f"/sys/class/net/{h.veth}").exists():
         subprocess.run(["ip", "link", "del", h.veth], capture_output=True)
     if Path(f"/run/netns/{h.netns}").exists():
         res = subprocess.run(["ip", "netns", "del", h.netns], capture_output=True, text=True)
         if res.returncode != 0:
-            errors.append(f"ip netns del {h.netns}: {res.stderr.strip()}")
-    if errors:
-        raise LabError("; ".join(errors))
+            return [f"ip netns del {h.netns}: {res.stderr.strip()}"]
+    return []
 
 
 def _down(state_dir: Path) -> None:
@@ -827,6 +856,49 @@ def start_host(name: str, state_dir: Path | str = DEFAULT_STATE, timeout: float 
         _wait_ssh(h, max(timeout, _boot_timeout(h, 1)))
         _wait_booted(h, max(timeout, _boot_timeout(h, 1)))
         return h
+
+
+def reset_hosts(names: list[str] | tuple[str, ...] = (), state_dir: Path | str = DEFAULT_STATE,
+                timeout: float = 30) -> list[LabHost]:
+    """Put hosts (default: all) back as `up` provisioned them and start them: everything done to them
+    since (packages, files, firewall, accounts, processes) is gone; keys, address and class stay."""
+    _require_root()
+    state_dir = Path(state_dir).resolve()
+    with _locked(state_dir):
+        hosts = load(state_dir)
+        chosen = [_find(state_dir, n)[1] for n in names] if names else hosts
+        for h in chosen:
+            if not _pristine(h).is_dir():
+                raise LabError(f"{h.name}: no provisioned copy to reset to (made by an older kijun lab up): "
+                               "run `kijun lab down` and `kijun lab up` again")
+        by_name = {h.name: h for h in hosts}
+        chosen = [by_name[h.name] for h in chosen]
+        script = _write_init(state_dir)
+        extra = _extra(state_dir)
+        internet = (extra.get("services") or {}).get("internet_ip")
+
+        def reset(h: LabHost) -> None:
+            _kill(h)
+            for mp in mounts_under(Path(h.overlay["merged"])):
+                _run(["umount", mp], f"umount {mp}")
+            for k in ("upper", "work"):
+                shutil.rmtree(h.overlay[k], ignore_errors=True)
+            _run(["cp", "-a", "--", str(_pristine(h)), h.overlay["upper"]], f"reset of {h.name}")
+            _mount_overlay(h)
+            # the network namespace holds the firewall, routes and net.* sysctls: a new one, as up made it
+            errors = _remove_net(h)
+            if errors:
+                raise LabError("; ".join(errors))
+            _make_net(h, extra["netcfg"]["bridge"], extra.get("latency_ms", 0), internet)
+            _launch(h, script)
+
+        try:
+            _parallel(reset, chosen, "reset")
+        finally:
+            _save(state_dir, hosts, **extra)  # the new pids, or none for hosts that did not start
+        _parallel(lambda h: _wait_ssh(h, max(timeout, _boot_timeout(h, len(chosen)))), chosen, "waiting for sshd")
+        _parallel(lambda h: _wait_booted(h, max(timeout, _boot_timeout(h, len(chosen)))), chosen, "waiting for boot")
+        return chosen
 
 
 def _extra(state_dir: Path) -> dict:

@@ -137,6 +137,28 @@ def lab():
     assert not left, f"lab down left behind: {left}"
 
 
+_LAB_USED_BY: list[str] = []  # modules that had the session lab, in order
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_lab_hosts(request):
+    """Each module that uses the session lab starts from its hosts as `lab up` made them: what an earlier
+    module did to them (a hardened sshd, a firewall, a daemon left running, packages) is not this module's
+    starting point (three CI runs failed on such leftovers). Joined systemd labs are not touched."""
+    from kijun.lab import load, reset_hosts
+
+    mine = [i for i in request.session.items if getattr(i, "module", None) is request.module]
+    if not any("lab" in getattr(i, "fixturenames", ()) for i in mine):
+        yield
+        return
+    lab = request.getfixturevalue("lab")
+    if _LAB_USED_BY:
+        reset_hosts(state_dir=lab.state_dir, timeout=120)
+        lab.hosts[:] = load(lab.state_dir)  # new pids (the session's teardown checks them)
+    _LAB_USED_BY.append(request.module.__name__)
+    yield
+
+
 def _need_nspawn():
     if not shutil.which("systemd-nspawn"):
         _cannot_run("systemd lab hosts need systemd-nspawn (apt-get install systemd-container)")

@@ -142,6 +142,32 @@ def test_stop_host_makes_it_unreachable_and_start_host_brings_it_back(lab):
     assert r.returncode == 0 and r.stdout.strip() == h.name, r.stderr
 
 
+def test_reset_puts_a_host_back_as_up_made_it(lab):
+    """`kijun lab reset NAME`: disk, processes and network namespace (firewall, net sysctls) as provisioned;
+    same host keys and address (strict checking passes); the other hosts are not touched."""
+    h, other = lab.hosts[0], lab.hosts[1]
+    sd = lab.state_dir
+    exec_in(h.name, "echo changed > /etc/kijun-reset-marker && useradd kijun-eve && nft add table inet kijun_reset_t "
+            "&& sysctl -qw net.ipv4.ip_forward=1 && (setsid sleep 900 </dev/null >/dev/null 2>&1 &)",
+            state_dir=sd, check=True)
+    exec_in(other.name, "echo kept > /etc/kijun-reset-marker", state_dir=sd, check=True)
+    try:
+        r = subprocess.run([sys.executable, "-m", "kijun.cli", "lab", "reset", h.name, "--state", str(sd)],
+                           capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert r.returncode == 0 and f"{h.name}: reset" in r.stderr, r.stderr
+        lab.hosts[:] = load(sd)  # new pids for the session's teardown check
+        state = ssh(h, "cat /etc/kijun-reset-marker 2>&1; id kijun-eve 2>&1; nft list tables; "
+                       "sysctl -n net.ipv4.ip_forward; pgrep -x sleep || echo no-sleep; hostname")
+        assert state.returncode == 0, state.stderr
+        out = state.stdout
+        assert "No such file" in out and "no such user" in out and "kijun_reset_t" not in out, out
+        assert out.split()[-2:] == ["no-sleep", h.name] and "\n0\n" in out, out
+        assert ssh(other, "cat /etc/kijun-reset-marker").stdout.strip() == "kept"
+        assert [s["running"] for s in status(sd)] == [True] * len(lab.hosts)
+    finally:
+        exec_in(other.name, "rm -f /etc/kijun-reset-marker", state_dir=sd)
+
+
 def test_sshd_restart_by_init_script_keeps_host_alive(lab):
     # A baseline that hardens sshd restarts it; without systemd that goes through /etc/init.d/ssh.
     h = lab.hosts[0]

@@ -75,3 +75,13 @@ def test_lab_host_from_old_state_defaults_to_chroot_bookworm():
          "organisation": "o", "branch": "b", "role": "web", "ssh_key": "k", "known_hosts": "kh", "overlay": {}}
     h = lab.LabHost.from_dict(json.loads(json.dumps(d)))
     assert (h.suite, h.boot, h.cgroup) == ("bookworm", "none", "")
+
+
+def test_lab_macs_follow_addresses_and_are_locally_administered():
+    """Fixed MACs keep neighbour caches right when `lab reset` recreates a host's veth."""
+    from kijun.lab.hosts import mac
+
+    assert mac(0x6a, "10.77.0.2") == "02:6b:6a:4d:00:02"  # octets 77.0.2 as bytes
+    assert mac(0x62, "10.80.0.1/16") == "02:6b:62:50:00:01"
+    assert mac(0x6a, "10.77.3.234") != mac(0x6a, "10.77.0.2") != mac(0x6b, "10.77.0.2")
+    assert int(mac(0x6a, "10.77.0.2").split(":")[0], 16) & 0b11 == 0b10  # unicast, locally administered
