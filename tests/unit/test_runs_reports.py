@@ -118,9 +118,16 @@ def test_inspect_needs_no_key_to_look(fleet, tmp_path):
     assert r.returncode == 2 and "no signing key" in r.stderr and r.stdout == ""
 
 
-def test_local_check_is_a_run_too_but_not_stored():
+def test_local_check_is_a_run_too_stored_unless_told_not(tmp_path):
+    import socket
+
     base = __import__("kijun.baseline", fromlist=["load"]).load(ROOT / "tests/data/mini.yaml")
-    run = runs.check_local(base, "IV", host_timeout=60, max_output=1 << 20)
+    run = runs.check_local(base, "IV", host_timeout=60, max_output=1 << 20, no_store=True)
     assert not run.keeper.stored and run.report["kind"] == "check" and report_errors(run.report) == []
-    assert run.report["inventory"] == {"path": "local", "digest": ""}
+    # the machine's own series: drift compares its local runs with each other, not with a fleet's
+    assert run.report["inventory"] == {"path": f"local:{socket.gethostname()}", "digest": ""}
+    key = signing.generate_key(tmp_path / "k.pem")
+    stored = runs.check_local(base, "IV", host_timeout=60, max_output=1 << 20, no_store=False,
+                              store_url=str(tmp_path / "r.db"), key_path=str(key))
+    assert stored.keeper.stored and Store(str(tmp_path / "r.db")).get_report(stored.keeper.run_id)["hosts"]
     assert [h["host"] for h in run.report["hosts"]] == [run.hosts[0].host]
