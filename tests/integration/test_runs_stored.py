@@ -11,12 +11,18 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from test_apply_check import INVENTORY, kijun, lab_baseline, plant_drift, signing  # noqa: F401,F811 (fixtures)
 
 
+@pytest.mark.timeout(3600)  # a first full apply of fresh hosts on a busy 2-core machine, then three runs
 def test_dry_run_apply_check_are_stored_signed_and_compared(lab, lab_baseline, signing, tmp_path):  # noqa: F811
     store = str(tmp_path / "runs.db")
     opts = ["--store", store, "--key", signing["key"]]
+    # the starting point is a fleet that follows the baseline (the module gets freshly reset hosts), then an
+    # admin's drift on each host: what the dry run must predict and the apply fix
+    kijun("apply", "-i", INVENTORY, "-b", lab_baseline, "--no-store", "--no-verify", check=True)
     drifted = plant_drift(lab)
 
     dry = kijun("apply", "-i", INVENTORY, "-b", lab_baseline, "--dry", "--format", "json", *opts)
