@@ -827,9 +827,13 @@ def down(state_dir: Path | str = DEFAULT_STATE) -> None:
 
 def _find(state_dir: Path, name: str) -> tuple[list[LabHost], LabHost]:
     hosts = load(state_dir)
+    return hosts, _pick(hosts, name, state_dir)
+
+
+def _pick(hosts: list[LabHost], name: str, state_dir: Path) -> LabHost:
     for h in hosts:
         if h.name == name:
-            return hosts, h
+            return h
     raise LabError(f"no lab host named {name!r} in {state_dir} (hosts: {', '.join(x.name for x in hosts) or 'none'})")
 
 
@@ -866,13 +870,11 @@ def reset_hosts(names: list[str] | tuple[str, ...] = (), state_dir: Path | str =
     state_dir = Path(state_dir).resolve()
     with _locked(state_dir):
         hosts = load(state_dir)
-        chosen = [_find(state_dir, n)[1] for n in names] if names else hosts
+        chosen = [_pick(hosts, n, state_dir) for n in names] if names else hosts
         for h in chosen:
             if not _pristine(h).is_dir():
                 raise LabError(f"{h.name}: no provisioned copy to reset to (made by an older kijun lab up): "
                                "run `kijun lab down` and `kijun lab up` again")
-        by_name = {h.name: h for h in hosts}
-        chosen = [by_name[h.name] for h in chosen]
         script = _write_init(state_dir)
         extra = _extra(state_dir)
         internet = (extra.get("services") or {}).get("internet_ip")
